@@ -1,0 +1,30 @@
+# Two commands: `make lab` (open the course) and `make test` (run every test and notebook).
+# Each sets itself up on first use: a virtual environment in .venv, the pinned
+# requirements, this package (editable), and Graphviz's `dot` program.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: lab test setup dot clean
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+test: setup
+	$(BIN)/python -m pytest
+
+setup: $(STAMP) dot
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+dot:
+	@tools/ensure_dot.sh
+
+clean:
+	rm -rf $(VENV) build .pytest_cache
