@@ -69,7 +69,7 @@ def plot_timings(results: dict[str, Timing], ax=None, title: str = "", unit: str
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 0.5 + 0.5 * len(results)))
     names = list(results)
-    ax.boxplot([[s * scale for s in results[n].samples] for n in names], vert=False)
+    ax.boxplot([[s * scale for s in results[n].samples] for n in names], orientation="horizontal")
     ax.set_yticks(range(1, len(names) + 1), names)
     ax.set_xlabel(f"time per call ({unit})")
     ax.set_title(title)

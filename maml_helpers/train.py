@@ -1,0 +1,202 @@
+"""Meta-train MAML on Omniglot:  python -m maml_helpers.train --ways 5 --shots 1
+
+Writes into --out (default runs/<ways>way<shots>shot-<order>-seed<seed>/):
+  checkpoint.pt  full training state (model, Adam, curve), every few minutes and at the end;
+                 --resume continues from it bit for bit (tasks of iteration i come from seed
+                 (seed, i), so nothing random needs restoring)
+  model.pt       the weights with the best validation accuracy, with their setting
+  curve.csv / curve.png   the learning curve
+All files are written atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .errors import MamlError, TrainingDiverged, run_cli
+from .files import atomic_write
+from .maml import META_LR, evaluate, meta_step, paper_defaults
+from .model import ARCHITECTURES, ConvNet
+from .omniglot import load_omniglot
+from .plotting import plot_learning_curve
+from .tasks import TaskSampler
+
+# Settings that define a run; on --resume they come from the checkpoint.
+RUN_KEYS = ("ways", "shots", "queries", "meta_batch", "inner_lr", "train_steps", "test_steps",
+            "meta_lr", "arch", "hidden", "first_order", "first_order_iterations", "seed",
+            "split", "validation")
+CURVE_FIELDS = ("iteration", "elapsed_s", "train_loss", "train_acc", "val_acc", "val_ci95")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m maml_helpers.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ways", type=int, default=5)
+    p.add_argument("--shots", type=int, default=1)
+    p.add_argument("--queries", type=int, default=1, help="query drawings per class in training (paper: 1)")
+    p.add_argument("--meta-batch", type=int, help="tasks per meta-step (paper: 32 for 5-way, 16 for 20-way)")
+    p.add_argument("--inner-lr", type=float, help="alpha (paper: 0.4 for 5-way, 0.1 for 20-way)")
+    p.add_argument("--train-steps", type=int, help="inner steps in training (paper: 1 / 5)")
+    p.add_argument("--test-steps", type=int, help="inner steps at validation and test (paper: 3 / 5)")
+    p.add_argument("--meta-lr", type=float, default=META_LR, help="Adam learning rate (paper: 1e-3)")
+    p.add_argument("--arch", choices=ARCHITECTURES, default="strided")
+    p.add_argument("--hidden", type=int, default=64, help="filters per conv layer")
+    p.add_argument("--first-order", action="store_true", help="first-order MAML throughout")
+    p.add_argument("--first-order-iterations", type=int, default=0,
+                   help="warm up with this many cheaper first-order iterations, then second order")
+    p.add_argument("--iterations", type=int, default=60000, help="total meta-iterations")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", choices=("paper", "alphabet"), default="paper")
+    p.add_argument("--validation", type=int, default=100, help="characters held out for validation")
+    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--val-tasks", type=int, default=200)
+    p.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--data", help="folder with the Omniglot zips (default: OMNIGLOT_DIR, cache, download)")
+    p.add_argument("--no-download", action="store_true")
+    p.add_argument("--out", type=Path)
+    p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def run_config(args: argparse.Namespace) -> dict:
+    defaults = paper_defaults(args.ways)
+    config = {k: getattr(args, k) for k in RUN_KEYS if hasattr(args, k)}
+    for k in ("meta_batch", "inner_lr", "train_steps", "test_steps"):
+        config[k] = getattr(args, k) if getattr(args, k) is not None else defaults[k]
+    for k in ("ways", "shots", "queries", "meta_batch", "train_steps", "iterations"):
+        if getattr(args, k, 1) is not None and k in config and config[k] < 1:
+            raise MamlError(f"--{k.replace('_', '-')} must be at least 1, got {config[k]}.")
+    if config["test_steps"] < 0:
+        raise MamlError("--test-steps cannot be negative.")
+    return config
+
+
+def default_out(config: dict) -> Path:
+    order = "fo" if config["first_order"] else "so"
+    return Path("runs") / f"{config['ways']}way{config['shots']}shot-{order}-seed{config['seed']}"
+
+
+def write_curve(out: Path, rows: list[dict], title: str) -> None:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=CURVE_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(out / "curve.csv", lambda f: f.write(text.getvalue().encode()))
+    if rows:
+        plot_learning_curve(rows, title=title, path=out / "curve.png")
+
+
+def samplers(config: dict, data_dir, download: bool, val_queries: int):
+    data = load_omniglot(data_dir, download=download)
+    split = data.splits(config["split"], validation=config["validation"], seed=0)
+    train = TaskSampler(data.images, split["train"], config["ways"], config["shots"], config["queries"])
+    val = (TaskSampler(data.images, split["val"], config["ways"], config["shots"], val_queries)
+           if len(split["val"]) else None)
+    return data, train, val
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = run_config(args)
+    out = args.out or default_out(config)
+    state = None
+    if args.resume:
+        state = load_checkpoint(out / "checkpoint.pt")
+        explicit = {k: v for k, v in config.items()
+                    if any(a.startswith("--" + k.replace("_", "-")) for a in (argv or sys.argv[1:]))}
+        clash = {k: (v, state["config"][k]) for k, v in explicit.items() if state["config"].get(k) != v}
+        if clash:
+            raise MamlError(f"--resume continues the run in {out}, whose setting differs from the "
+                            f"flags given: {clash} (given, saved). Drop those flags or use a new --out.")
+        config = state["config"]
+    elif (out / "checkpoint.pt").exists():
+        raise MamlError(f"{out} already holds a run. Add --resume to continue it, or choose "
+                        "another --out.")
+
+    val_queries = min(15, 20 - config["shots"])
+    data, train_sampler, val_sampler = samplers(config, args.data, not args.no_download, val_queries)
+    device = torch.device(args.device)
+    torch.manual_seed(config["seed"])
+    model = ConvNet(config["ways"], config["hidden"], config["arch"]).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config["meta_lr"])
+    start, elapsed, rows = 0, 0.0, []
+    best = {"val_acc": -1.0, "iteration": 0}
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, elapsed, rows, best = state["iteration"], state["elapsed_s"], state["curve"], state["best"]
+    title = f"MAML {config['ways']}-way {config['shots']}-shot ({'first' if config['first_order'] else 'second'} order)"
+
+    def snapshot(iteration: int) -> dict:
+        return {"config": config, "iteration": iteration, "elapsed_s": elapsed + time.time() - t0,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "curve": rows,
+                "best": best, "data_fingerprint": data.fingerprint,
+                "hardware": f"{platform.machine()} {platform.processor() or ''} {device}".strip(),
+                "torch_version": torch.__version__}
+
+    def save(iteration: int) -> None:
+        save_checkpoint(out / "checkpoint.pt", snapshot(iteration))
+        write_curve(out, rows, title)
+
+    from tqdm.auto import tqdm
+
+    t0, last_save = time.time(), time.time()
+    bar = tqdm(range(start, args.iterations), initial=start, total=args.iterations,
+               desc=title, disable=args.no_progress, mininterval=2.0, file=sys.stderr)
+    val_text = f"{100 * best['val_acc']:.1f}" if best["val_acc"] >= 0 else "-"
+    for it in bar:
+        first_order = config["first_order"] or it < config["first_order_iterations"]
+        tasks = train_sampler.sample(config["meta_batch"], seed=[config["seed"], it]).to(device)
+        try:
+            loss, acc = meta_step(model, optimizer, tasks, config["inner_lr"], config["train_steps"],
+                                  first_order=first_order)
+        except FloatingPointError as err:
+            saved = load_checkpoint(out / "checkpoint.pt")["iteration"] if (out / "checkpoint.pt").exists() else None
+            kept = (f"the last good checkpoint ({out / 'checkpoint.pt'}, iteration {saved}) is kept"
+                    if saved is not None else "no checkpoint had been written yet")
+            raise TrainingDiverged(
+                f"Training diverged at iteration {it}: {err}. Stopped before the update, and "
+                f"{kept}. Try a smaller --meta-lr or --inner-lr.") from None
+        row = {"iteration": it + 1, "elapsed_s": round(elapsed + time.time() - t0, 2),
+               "train_loss": round(loss, 5), "train_acc": round(acc, 5), "val_acc": None, "val_ci95": None}
+        if val_sampler is not None and ((it + 1) % args.val_every == 0 or it + 1 == args.iterations):
+            val_acc, ci = evaluate(model, val_sampler, config["inner_lr"], config["test_steps"],
+                                   tasks=args.val_tasks, seed=config["seed"] + 1, device=device)
+            row.update(val_acc=round(val_acc, 5), val_ci95=round(ci, 5))
+            val_text = f"{100 * val_acc:.1f}"
+            if val_acc > best["val_acc"]:
+                best = {"val_acc": val_acc, "val_ci95": ci, "iteration": it + 1}
+                save_checkpoint(out / "model.pt", {"config": config, "model": model.state_dict(),
+                                                   "best": best, "data_fingerprint": data.fingerprint})
+        rows.append(row)
+        bar.set_postfix(loss=f"{loss:.3f}", acc=f"{100 * acc:.1f}", val=val_text, refresh=False)
+        if time.time() - last_save > 60 * args.checkpoint_minutes:
+            save(it + 1)
+            last_save = time.time()
+    bar.close()
+    final = max(start, args.iterations)
+    save(final)
+    if not (out / "model.pt").exists():  # no validation split: the last weights are the model
+        save_checkpoint(out / "model.pt", {"config": config, "model": model.state_dict(),
+                                           "best": best, "data_fingerprint": data.fingerprint})
+    print(f"trained {final} iterations in {elapsed + time.time() - t0:.0f} s; "
+          f"best validation accuracy {100 * max(best['val_acc'], 0):.2f}% at iteration "
+          f"{best['iteration']}; checkpoints in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
