@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     record = {"setting": {"ways": args.ways, "shots": args.shots, "queries": args.queries,
                           "meta_batch": batch, "inner_steps": steps, "arch": args.arch,
                           "threads": torch.get_num_threads()},
-              "machine": platform.machine(), "torch": torch.__version__,
+              "machine": platform.machine(), "torch": str(torch.__version__),
               "seconds_per_iteration": {name: {"median": t.median, "q1": t.iqr[0], "q3": t.iqr[1],
                                                "samples": t.samples} for name, t in results.items()}}
     if args.json:

@@ -145,7 +145,7 @@ def main(argv=None) -> int:
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "curve": rows,
                 "best": best, "data_fingerprint": data.fingerprint,
                 "hardware": f"{platform.machine()} {platform.processor() or ''} {device}".strip(),
-                "torch_version": torch.__version__}
+                "torch_version": str(torch.__version__)}
 
     def save(iteration: int) -> None:
         save_checkpoint(out / "checkpoint.pt", snapshot(iteration))

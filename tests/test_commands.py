@@ -1,0 +1,143 @@
+"""The commands: train (with bit-for-bit resume), evaluate, bench, and their bad-input errors."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from maml_helpers import train as train_cmd
+from maml_helpers.checkpoint import load_checkpoint, save_checkpoint
+from maml_helpers.errors import CheckpointError, MamlError, TaskShapeError, TrainingDiverged
+from maml_helpers.evaluate import main as evaluate_main
+
+SMALL = ["--meta-batch", "2", "--val-every", "2", "--val-tasks", "4", "--hidden", "8", "--no-progress",
+         "--no-download"]
+
+
+def run(module: str, *args: str, env=None):
+    """A command as a user runs it: a separate process, its exit status and output."""
+    return subprocess.run([sys.executable, "-m", f"maml_helpers.{module}", *args], capture_output=True,
+                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def trained(omniglot, omniglot_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "a"
+    assert train_cmd.main(["--iterations", "4", "--out", str(out), "--data", str(omniglot_dir), *SMALL]) == 0
+    return out
+
+
+def test_train_writes_checkpoint_model_and_curve(trained):
+    assert {p.name for p in trained.iterdir()} == {"checkpoint.pt", "model.pt", "curve.csv", "curve.png"}
+    state = load_checkpoint(trained / "checkpoint.pt")
+    assert state["iteration"] == 4 and state["config"]["ways"] == 5 and state["config"]["inner_lr"] == 0.4
+    rows = (trained / "curve.csv").read_text().splitlines()
+    assert rows[0].startswith("iteration,") and len(rows) == 5
+
+
+def test_resume_continues_bit_for_bit(trained, omniglot_dir, tmp_path):
+    out = tmp_path / "b"
+    args = ["--out", str(out), "--data", str(omniglot_dir), *SMALL]
+    train_cmd.main(["--iterations", "2", *args])
+    train_cmd.main(["--iterations", "4", "--resume", *args])
+    straight, resumed = load_checkpoint(trained / "checkpoint.pt"), load_checkpoint(out / "checkpoint.pt")
+    for name, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][name]), name
+    assert [r["train_loss"] for r in straight["curve"]] == [r["train_loss"] for r in resumed["curve"]]
+    with pytest.raises(MamlError, match="already holds a run"):
+        train_cmd.main(["--iterations", "4", *args])
+    with pytest.raises(MamlError, match="setting differs"):
+        train_cmd.main(["--iterations", "6", "--resume", "--shots", "5", *args])
+
+
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(omniglot_dir, tmp_path, monkeypatch):
+    out = tmp_path / "c"
+    args = ["--out", str(out), "--data", str(omniglot_dir), *SMALL]
+    train_cmd.main(["--iterations", "2", *args])
+    before = (out / "checkpoint.pt").read_bytes()
+    real_step = train_cmd.meta_step
+
+    def step_that_turns_nan(model, optimizer, tasks, *a, **k):
+        with torch.no_grad():
+            next(model.parameters()).fill_(float("nan"))  # a NaN in theta makes a NaN meta-loss
+        return real_step(model, optimizer, tasks, *a, **k)
+
+    monkeypatch.setattr(train_cmd, "meta_step", step_that_turns_nan)
+    with pytest.raises(TrainingDiverged, match=r"diverged at iteration 2: .*nan.*iteration 2\) is kept"):
+        train_cmd.main(["--iterations", "4", "--resume", "--checkpoint-minutes", "0", *args])
+    assert (out / "checkpoint.pt").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "curve.csv", "curve.png", "model.pt"]
+
+
+def test_evaluate_prints_the_accuracy_line(trained, omniglot_dir):
+    result = run("evaluate", str(trained / "model.pt"), "--tasks", "10", "--data", str(omniglot_dir))
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"accuracy: \d+\.\d\d ± \d+\.\d\d % \(10 tasks\)", last), last
+    again = run("evaluate", str(trained / "model.pt"), "--tasks", "10", "--data", str(omniglot_dir))
+    assert again.stdout == result.stdout  # seeded tasks: the same number every time
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ways", "7000"], "Cannot draw a 7000-way task: this split has only 4400 classes"),
+    (["--shots", "10", "--queries", "11"], "only 20 drawings"),
+    (["--ways", "0"], "--ways must be at least 1"),
+])
+def test_train_refuses_impossible_tasks(omniglot, omniglot_dir, tmp_path, args, message):
+    with pytest.raises(MamlError, match=message):
+        train_cmd.main([*args, "--iterations", "1", "--out", str(tmp_path / "d"), "--data", str(omniglot_dir),
+                        *SMALL])
+    assert not (tmp_path / "d").exists()
+
+
+def test_commands_fail_cleanly_without_a_traceback(tmp_path):
+    missing = run("train", "--iterations", "1", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "e"))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "error: Omniglot not found" in missing.stderr and "OMNIGLOT_DIR" in missing.stderr
+    assert not (tmp_path / "e").exists()
+
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
+    torch.save({"config": {"ways": 5}, "model": torch.nn.Linear(2, 2)}, tmp_path / "pickled.pt")
+    for name, message in [("junk.pt", "not a PyTorch checkpoint file"),
+                          ("foreign.pt", "not a maml_helpers checkpoint"),
+                          ("pickled.pt", "unsafe|arbitrary code"),
+                          ("absent.pt", "No checkpoint at")]:
+        result = run("evaluate", str(tmp_path / name))
+        assert result.returncode == 2 and "Traceback" not in result.stderr, (name, result.stderr)
+        assert re.search(message, result.stderr), (name, result.stderr)
+
+
+def test_damaged_checkpoint_contents(tmp_path):
+    save_checkpoint(tmp_path / "bad.pt", {"config": {"ways": 5, "hidden": 64, "arch": "strided"},
+                                          "model": {"head.weight": torch.zeros(2)}})
+    with pytest.raises(CheckpointError, match="damaged"):
+        evaluate_main([str(tmp_path / "bad.pt")])
+    (tmp_path / "trunc.pt").write_bytes((tmp_path / "bad.pt").read_bytes()[:300])
+    with pytest.raises(CheckpointError, match="corrupt|not a PyTorch"):
+        load_checkpoint(tmp_path / "trunc.pt")
+
+
+def test_atomic_save_leaves_old_file_on_failure(tmp_path):
+    save_checkpoint(tmp_path / "x.pt", {"a": 1})
+    with pytest.raises(Exception):
+        save_checkpoint(tmp_path / "x.pt", {"a": lambda: 0})  # unpicklable: fails mid-write
+    assert load_checkpoint(tmp_path / "x.pt")["a"] == 1 and [p.name for p in tmp_path.iterdir()] == ["x.pt"]
+
+
+def test_bench_writes_json(tmp_path):
+    result = run("bench", "--meta-batch", "2", "--iterations", "2", "--json", str(tmp_path / "b.json"))
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "b.json").read_text())
+    times = record["seconds_per_iteration"]
+    assert set(times) == {"second order", "first order"} and all(t["median"] > 0 for t in times.values())
+    assert "second order" in result.stdout
+
+
+def test_task_shape_error_is_a_value_error():
+    assert issubclass(TaskShapeError, ValueError)  # callers that catch ValueError still work
