@@ -66,7 +66,10 @@ def main(argv=None) -> int:
     p.add_argument("--data", help="folder with the Omniglot zips")
     p.add_argument("--no-download", action="store_true")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.tasks < 2:
         p.error("--tasks must be at least 2 to give a confidence interval")
     acc, ci, setting = evaluate_checkpoint(args.checkpoint, args.tasks, args.steps, args.queries,
