@@ -1,18 +1,28 @@
 # Two commands: `make lab` (open the course) and `make test` (run every test and notebook).
 # Each sets itself up on first use: a virtual environment in .venv, the pinned
 # requirements, this package (editable), and Graphviz's `dot` program.
+# For teaching: `make student` (student copies in build/student) and `make site` (static
+# HTML pages in build/site).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test setup dot clean
+.PHONY: lab test setup dot clean student site
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Student copies of every notebook: no outputs, solutions replaced by stubs.
+student: $(STAMP)
+	$(BIN)/python tools/student_copies.py --out build/student
+
+# Every notebook with its committed outputs as static HTML, with a contents page.
+site: $(STAMP)
+	$(BIN)/python tools/build_site.py --out build/site
 
 setup: $(STAMP) dot
 

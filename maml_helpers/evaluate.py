@@ -13,11 +13,13 @@ same number. The last line is
 from __future__ import annotations
 
 import argparse
+import json
 
 import torch
 
 from .checkpoint import load_checkpoint
 from .errors import CheckpointError, DataError, run_cli
+from .files import atomic_write
 from .maml import evaluate
 from .model import ConvNet
 from .omniglot import load_omniglot
@@ -66,6 +68,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", help="folder with the Omniglot zips")
     p.add_argument("--no-download", action="store_true")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--json", help="also write the result to this file (atomically)")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     args = p.parse_args(argv)
     if args.threads:
@@ -78,6 +81,11 @@ def main(argv=None) -> int:
           f"{'first' if setting['first_order'] else 'second'}-order training, "
           f"{setting['eval_steps']} inner steps at lr {setting['inner_lr']}, "
           f"{setting['eval_queries']} queries per class, {args.tasks} test tasks (seed {args.seed})")
+    if args.json:
+        record = {"accuracy": round(100 * acc, 2), "ci95": round(100 * ci, 2), "tasks": args.tasks,
+                  "seed": args.seed, **{k: setting[k] for k in ("ways", "shots", "arch", "first_order",
+                                                               "inner_lr", "eval_steps", "eval_queries")}}
+        atomic_write(args.json, lambda f: f.write(json.dumps(record, indent=2).encode()))
     print(f"accuracy: {100 * acc:.2f} ± {100 * ci:.2f} % ({args.tasks} tasks)")
     return 0
 

@@ -1,0 +1,237 @@
+"""JupyterLab in a real browser: start `jupyter lab` from this environment, open notebook 01 in
+Debian's Chromium (driven by Playwright), Run All Cells, and see the worked values appear.
+
+Leaves a screenshot in build/artifacts/jupyterlab_01.png. Needs /usr/bin/chromium (Debian
+package `chromium`; .ci/run installs it): without it the test is skipped locally and fails in
+CI (CI=true). Playwright's own browser downloads are never used.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update"]
+NOTEBOOK = "01_backward_vs_autograd_grad.ipynb"
+EXPECTED = ["7200", "14400"]  # x1.grad after one and after two backward() calls (section 1)
+SCREENSHOT = REPO / "build" / "artifacts" / "jupyterlab_01.png"
+IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+# JupyterLab user settings for the test: render every cell (no windowing, so all outputs are in
+# the page) and do not ask about news or updates (a toast would cover the screenshot).
+LAB_SETTINGS = {
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings":
+        {"fetchNews": "false", "checkForUpdates": False},
+}
+
+
+def unavailable(reason: str):
+    if IN_CI:
+        pytest.fail(f"{reason} (required in CI)")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Process ids whose command line contains ``text`` (used with our private runtime folder)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+def get(url: str, timeout: float = 5.0):
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.status, response.read()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A JupyterLab server of this environment on a random port with a random token, serving a
+    temporary copy of the course (outputs cleared: every number on the page comes from this run,
+    and the repository's notebook is never autosaved). Always stopped, with its kernels."""
+    if not CHROMIUM.exists():
+        unavailable(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        unavailable("playwright is not installed: pip install -r requirements.txt")
+
+    root = tmp_path_factory.mktemp("lab")
+    course = root / "course"
+    (course / "notebooks").mkdir(parents=True)
+    shutil.copytree(REPO / "images", course / "images")
+    nb = nbformat.read(REPO / "notebooks" / NOTEBOOK, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nbformat.write(nb, course / "notebooks" / NOTEBOOK)
+    for name, values in LAB_SETTINGS.items():
+        path = root / "settings" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+    runtime = root / "runtime"  # connection files; kernels name it on their command line
+
+    port, token = free_port(), secrets.token_hex(24)
+    venv_bin = str(Path(sys.executable).parent)
+    env = {**os.environ,
+           "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
+           "JUPYTERLAB_SETTINGS_DIR": str(root / "settings"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(root / "workspaces"),
+           "JUPYTER_CONFIG_DIR": str(root / "config"),
+           "JUPYTER_RUNTIME_DIR": str(runtime),
+           "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+           "--port-retries=0", f"--IdentityProvider.token={token}",
+           f"--ServerApp.root_dir={course}",
+           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+           "--LabApp.expose_app_in_browser=True"]  # window.jupyterapp: see when cells have run
+    if os.geteuid() == 0:  # CI containers run as root
+        cmd.append("--allow-root")
+    log_path = root / "jupyter.log"
+    log = open(log_path, "w")
+    server = subprocess.Popen(cmd, cwd=course, env=env, stdout=log, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"jupyter lab exited ({server.returncode}):\n{log_path.read_text()}")
+            try:
+                if get(f"{base}/api/status?token={token}")[0] == 200:
+                    break
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"jupyter lab did not answer within 90 s:\n{log_path.read_text()}")
+            time.sleep(0.3)
+        yield {"base": base, "token": token, "log": log_path, "runtime": str(runtime)}
+    finally:
+        stop_server(server, base, token, str(runtime))
+        log.close()
+
+
+def stop_server(server: subprocess.Popen, base: str, token: str, runtime: str) -> None:
+    """Ask the server to shut down (it stops its kernels), then terminate its process group;
+    kernels run in their own sessions, so any left are found by our private runtime folder."""
+    if server.poll() is None:
+        try:
+            request = urllib.request.Request(f"{base}/api/shutdown?token={token}", method="POST")
+            urllib.request.urlopen(request, timeout=5).close()
+            server.wait(timeout=15)
+        except (urllib.error.URLError, OSError, subprocess.TimeoutExpired):
+            pass
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        if server.poll() is not None:
+            break
+        try:
+            os.killpg(server.pid, sig)
+            server.wait(timeout=wait)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+    for pid in processes_mentioning(runtime):  # orphaned kernels of this server, if any
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+# JavaScript run in the page, through the app handle that --LabApp.expose_app_in_browser gives
+NOTEBOOK_READY = """() => {
+    const app = window.jupyterapp, panel = app && app.shell.currentWidget;
+    const kernel = panel && panel.sessionContext && panel.sessionContext.session
+        && panel.sessionContext.session.kernel;
+    return !!(kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle'
+        && app.commands.isEnabled('notebook:run-all-cells'));
+}"""
+ALL_CELLS_RAN = """() => {
+    const panel = window.jupyterapp.shell.currentWidget;
+    const cells = [...panel.content.model.cells].filter(c => c.type === 'code');
+    return panel.sessionContext.session.kernel.status === 'idle'
+        && cells.length > 0 && cells.every(c => c.executionCount !== null);
+}"""
+
+
+def test_run_all_cells_of_notebook_01_in_jupyterlab(lab):
+    from playwright.sync_api import sync_playwright
+
+    nb = nbformat.read(REPO / "notebooks" / NOTEBOOK, as_version=4)
+    raising = sum("raises-exception" in c.metadata.get("tags", []) for c in nb.cells)
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    SCREENSHOT.unlink(missing_ok=True)
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
+                                    headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        try:
+            page.set_default_timeout(90_000)
+            page.goto(f"{lab['base']}/lab/tree/notebooks/{NOTEBOOK}?token={lab['token']}")
+            page.locator(".jp-NotebookPanel .jp-CodeCell").first.wait_for()
+            # the notebook is the current widget, its kernel is connected and idle, and
+            # "Run All Cells" is enabled (clicking it any earlier does nothing)
+            page.wait_for_function(NOTEBOOK_READY, polling=250)
+
+            page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
+            page.locator("li.lm-Menu-item:not(.lm-mod-disabled)",
+                         has_text=re.compile(r"^Run All Cells")).click()
+
+            page.wait_for_function(ALL_CELLS_RAN, polling=250)
+            outputs = page.locator(".jp-NotebookPanel .jp-OutputArea-output").all_inner_texts()
+            text = "\n".join(outputs)
+            # the worked values, in the outputs (the markdown mentions them too)
+            assert "before any backward:   x1.grad = None" in text
+            for value in EXPECTED:
+                assert f"x1.grad = {value}.0" in text, value
+            errors = [t for t in outputs if re.search(r"^[\w.]*(Error|Exception)(:|$)", t, re.M)]
+            assert len(errors) == raising, errors  # only the cells that raise on purpose
+            assert not [t for t in outputs if "ModuleNotFoundError" in t or "ImportError" in t]
+
+            # the kernel that ran them is this environment's Python (where maml_helpers is)
+            kernels = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                       for pid in processes_mentioning(lab["runtime"] + "/kernel-")]
+            assert kernels, "no kernel process of this server found"
+            for argv in kernels:
+                assert Path(argv[0].decode()).parent == Path(sys.executable).parent, argv
+
+            page.locator(".jp-OutputArea-output", has_text="14400").first.scroll_into_view_if_needed()
+            page.screenshot(path=str(SCREENSHOT))
+        except Exception:
+            page.screenshot(path=str(SCREENSHOT))  # what the page showed when it failed
+            print(f"screenshot of the failure: {SCREENSHOT}\nserver log: {lab['log']}")
+            prompts = page.locator(".jp-NotebookPanel .jp-CodeCell .jp-InputPrompt")
+            print("prompts:", [t.strip() for t in prompts.all_text_contents()])
+            for text in page.locator(".jp-NotebookPanel .jp-OutputArea-output").all_inner_texts():
+                print("output:", text[:300])
+            raise
+        finally:
+            browser.close()
+    assert SCREENSHOT.stat().st_size > 10_000
