@@ -105,8 +105,17 @@ def meta_step(model: nn.Module, optimizer: torch.optim.Optimizer, tasks: TaskBat
     return loss, acc
 
 
-def query_accuracies(model: nn.Module, tasks: TaskBatch, inner_lr: float, steps: int) -> torch.Tensor:
-    """(tasks, steps + 1) query accuracy after 0, 1, ..., ``steps`` inner steps, per task."""
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return (logits.argmax(1) == labels).float().mean()
+
+
+def adaptation_curve(model: nn.Module, tasks: TaskBatch, inner_lr: float, steps: int,
+                     metric: LossFn = accuracy, loss_fn: LossFn = F.cross_entropy) -> torch.Tensor:
+    """(tasks, steps + 1): ``metric`` on each query set after 0, 1, ..., ``steps`` inner steps.
+
+    This is adaptation at test time: no meta-gradient is needed, so no graph is kept
+    (``create_graph=False``), and the model's own parameters are never touched.
+    """
     params = {n: p.detach().requires_grad_() for n, p in params_of(model).items()}
     rows = []
     for b in range(len(tasks)):
@@ -114,11 +123,17 @@ def query_accuracies(model: nn.Module, tasks: TaskBatch, inner_lr: float, steps:
         fast, row = params, []
         for step in range(steps + 1):
             with torch.no_grad():
-                row.append((forward(model, fast, query_x).argmax(1) == query_y).float().mean())
+                row.append(metric(forward(model, fast, query_x), query_y))
             if step < steps:
-                fast = adapt(model, fast, support_x, support_y, inner_lr, 1, create_graph=False)
+                fast = adapt(model, fast, support_x, support_y, inner_lr, 1, create_graph=False,
+                             loss_fn=loss_fn)
         rows.append(torch.stack(row))
     return torch.stack(rows)
+
+
+def query_accuracies(model: nn.Module, tasks: TaskBatch, inner_lr: float, steps: int) -> torch.Tensor:
+    """(tasks, steps + 1) query accuracy after 0, 1, ..., ``steps`` inner steps, per task."""
+    return adaptation_curve(model, tasks, inner_lr, steps)
 
 
 def evaluate(model: nn.Module, sampler: TaskSampler, inner_lr: float, steps: int,

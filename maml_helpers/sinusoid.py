@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .maml import adapt, forward, params_of
+from .maml import adapt, adaptation_curve, forward, params_of
 from .tasks import TaskBatch
 
 AMPLITUDE = (0.1, 5.0)
@@ -61,24 +61,8 @@ class SineMLP(nn.Sequential):
 
 
 def adaptation_losses(model: nn.Module, tasks: TaskBatch, inner_lr: float, steps: int) -> torch.Tensor:
-    """(tasks, steps + 1) query MSE after 0, 1, ..., ``steps`` SGD steps on each support set.
-
-    This is fine-tuning at test time: no meta-gradient is needed, so no graph is kept
-    (``create_graph=False``), and the model's own parameters are never touched.
-    """
-    theta = {n: p.detach().requires_grad_() for n, p in params_of(model).items()}
-    rows = []
-    for b in range(len(tasks)):
-        support_x, support_y, query_x, query_y = tasks.task(b)
-        fast, row = theta, []
-        for step in range(steps + 1):
-            with torch.no_grad():
-                row.append(F.mse_loss(forward(model, fast, query_x), query_y))
-            if step < steps:
-                fast = adapt(model, fast, support_x, support_y, inner_lr, 1,
-                             create_graph=False, loss_fn=F.mse_loss)
-        rows.append(torch.stack(row))
-    return torch.stack(rows)
+    """(tasks, steps + 1) query MSE after 0, 1, ..., ``steps`` SGD steps on each support set."""
+    return adaptation_curve(model, tasks, inner_lr, steps, metric=F.mse_loss, loss_fn=F.mse_loss)
 
 
 def adapted_predictions(model: nn.Module, support_x: torch.Tensor, support_y: torch.Tensor,

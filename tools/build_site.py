@@ -41,7 +41,7 @@ from nbconvert import HTMLExporter
 from nbconvert.filters import markdown2html
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from student_copies import is_solution, notebook_paths  # noqa: E402  (same folder)
+from student_copies import is_solution, notebook_paths, prepare_out  # noqa: E402  (same folder)
 
 REPO = Path(__file__).resolve().parents[1]
 MARKER = ".course-site"  # marks a folder this script made, so re-running may replace it
@@ -269,18 +269,6 @@ def nav_bar(entries, i: int, where: str) -> str:
             f'<a href="index.html">contents</a>{link(i + 1, "next →")}</nav>')
 
 
-def prepare_out(out: Path) -> None:
-    if out.exists():
-        if not out.is_dir():
-            sys.exit(f"error: {out} exists and is not a folder")
-        if any(out.iterdir()) and not (out / MARKER).exists():
-            sys.exit(f"error: {out} is not empty and was not made by this script; "
-                     "choose another --out or empty it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    (out / MARKER).write_text("made by tools/build_site.py; replaced on every run\n")
-
-
 def course_title() -> str:
     readme = REPO / "README.md"
     if readme.is_file():
@@ -293,7 +281,7 @@ def course_title() -> str:
 def build_site(out: Path, source: Path = REPO / "notebooks", quiet: bool = False) -> list[Path]:
     """Render every notebook in ``source`` into ``out``; return the pages written (index first)."""
     out, source = Path(out), Path(source)
-    prepare_out(out)
+    prepare_out(out, MARKER, "tools/build_site.py")
     paths = notebook_paths(source)
     entries = []
     for path in paths:

@@ -75,16 +75,17 @@ def student_copy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return out
 
 
-def prepare_out(out: Path) -> None:
+def prepare_out(out: Path, marker: str = MARKER, made_by: str = "tools/student_copies.py") -> None:
+    """Make ``out`` an empty folder; replace it only if ``marker`` says a tool of ours made it."""
     if out.exists():
         if not out.is_dir():
             sys.exit(f"error: {out} exists and is not a folder")
-        if any(out.iterdir()) and not (out / MARKER).exists():
+        if any(out.iterdir()) and not (out / marker).exists():
             sys.exit(f"error: {out} is not empty and was not made by this script; "
                      "choose another --out or empty it")
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    (out / MARKER).write_text("made by tools/student_copies.py; replaced on every run\n")
+    (out / marker).write_text(f"made by {made_by}; replaced on every run\n")
 
 
 def write_student_copies(out: Path, source: Path = REPO / "notebooks",
