@@ -128,6 +128,8 @@ def test_atomic_save_leaves_old_file_on_failure(tmp_path):
     with pytest.raises(Exception):
         save_checkpoint(tmp_path / "x.pt", {"a": lambda: 0})  # unpicklable: fails mid-write
     assert load_checkpoint(tmp_path / "x.pt")["a"] == 1 and [p.name for p in tmp_path.iterdir()] == ["x.pt"]
+    umask = os.umask(0); os.umask(umask)
+    assert (tmp_path / "x.pt").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
 
 
 def test_bench_writes_json(tmp_path):
