@@ -1,7 +1,8 @@
 """Meta-train MAML on Omniglot:  python -m maml_helpers.train --ways 5 --shots 1
 
 Writes into --out (default runs/<ways>way<shots>shot-<order>-seed<seed>/):
-  checkpoint.pt  full training state (model, Adam, curve), every few minutes and at the end;
+  checkpoint.pt  full training state (model, Adam, curve), every few minutes, at the end and
+                 on Ctrl-C (which finishes the current meta-step first; press twice to abort);
                  --resume continues from it bit for bit (tasks of iteration i come from seed
                  (seed, i), so nothing random needs restoring)
   model.pt       the weights with the best validation accuracy, with their setting
@@ -11,10 +12,13 @@ All files are written atomically.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import platform
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -67,6 +71,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true")
     return p
+
+
+@contextlib.contextmanager
+def stop_signals():
+    """Ctrl-C or SIGTERM asks the loop to finish its meta-step, checkpoint and exit, so that
+    --resume loses nothing; a second Ctrl-C stops at once."""
+    requested: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # signals need the main thread
+        yield requested
+        return
+
+    def handler(signum, frame):
+        if requested:
+            raise KeyboardInterrupt
+        requested.append(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield requested
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def run_config(args: argparse.Namespace) -> dict:
@@ -140,6 +166,8 @@ def main(argv=None) -> int:
         start, elapsed, rows, best = state["iteration"], state["elapsed_s"], state["curve"], state["best"]
     title = f"MAML {config['ways']}-way {config['shots']}-shot ({'first' if config['first_order'] else 'second'} order)"
 
+    from tqdm.auto import tqdm
+
     def snapshot(iteration: int) -> dict:
         return {"config": config, "iteration": iteration, "elapsed_s": elapsed + time.time() - t0,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "curve": rows,
@@ -151,41 +179,46 @@ def main(argv=None) -> int:
         save_checkpoint(out / "checkpoint.pt", snapshot(iteration))
         write_curve(out, rows, title)
 
-    from tqdm.auto import tqdm
-
     t0, last_save = time.time(), time.time()
     bar = tqdm(range(start, args.iterations), initial=start, total=args.iterations,
                desc=title, disable=args.no_progress, mininterval=2.0, file=sys.stderr)
     val_text = f"{100 * best['val_acc']:.1f}" if best["val_acc"] >= 0 else "-"
-    for it in bar:
-        first_order = config["first_order"] or it < config["first_order_iterations"]
-        tasks = train_sampler.sample(config["meta_batch"], seed=[config["seed"], it]).to(device)
-        try:
-            loss, acc = meta_step(model, optimizer, tasks, config["inner_lr"], config["train_steps"],
-                                  first_order=first_order)
-        except FloatingPointError as err:
-            saved = load_checkpoint(out / "checkpoint.pt")["iteration"] if (out / "checkpoint.pt").exists() else None
-            kept = (f"the last good checkpoint ({out / 'checkpoint.pt'}, iteration {saved}) is kept"
-                    if saved is not None else "no checkpoint had been written yet")
-            raise TrainingDiverged(
-                f"Training diverged at iteration {it}: {err}. Stopped before the update, and "
-                f"{kept}. Try a smaller --meta-lr or --inner-lr.") from None
-        row = {"iteration": it + 1, "elapsed_s": round(elapsed + time.time() - t0, 2),
-               "train_loss": round(loss, 5), "train_acc": round(acc, 5), "val_acc": None, "val_ci95": None}
-        if val_sampler is not None and ((it + 1) % args.val_every == 0 or it + 1 == args.iterations):
-            val_acc, ci = evaluate(model, val_sampler, config["inner_lr"], config["test_steps"],
-                                   tasks=args.val_tasks, seed=config["seed"] + 1, device=device)
-            row.update(val_acc=round(val_acc, 5), val_ci95=round(ci, 5))
-            val_text = f"{100 * val_acc:.1f}"
-            if val_acc > best["val_acc"]:
-                best = {"val_acc": val_acc, "val_ci95": ci, "iteration": it + 1}
-                save_checkpoint(out / "model.pt", {"config": config, "model": model.state_dict(),
-                                                   "best": best, "data_fingerprint": data.fingerprint})
-        rows.append(row)
-        bar.set_postfix(loss=f"{loss:.3f}", acc=f"{100 * acc:.1f}", val=val_text, refresh=False)
-        if time.time() - last_save > 60 * args.checkpoint_minutes:
-            save(it + 1)
-            last_save = time.time()
+    with stop_signals() as stop_requested:
+        for it in bar:
+            first_order = config["first_order"] or it < config["first_order_iterations"]
+            tasks = train_sampler.sample(config["meta_batch"], seed=[config["seed"], it]).to(device)
+            try:
+                loss, acc = meta_step(model, optimizer, tasks, config["inner_lr"], config["train_steps"],
+                                      first_order=first_order)
+            except FloatingPointError as err:
+                saved = load_checkpoint(out / "checkpoint.pt")["iteration"] if (out / "checkpoint.pt").exists() else None
+                kept = (f"the last good checkpoint ({out / 'checkpoint.pt'}, iteration {saved}) is kept"
+                        if saved is not None else "no checkpoint had been written yet")
+                raise TrainingDiverged(
+                    f"Training diverged at iteration {it}: {err}. Stopped before the update, and "
+                    f"{kept}. Try a smaller --meta-lr or --inner-lr.") from None
+            row = {"iteration": it + 1, "elapsed_s": round(elapsed + time.time() - t0, 2),
+                   "train_loss": round(loss, 5), "train_acc": round(acc, 5), "val_acc": None, "val_ci95": None}
+            if val_sampler is not None and ((it + 1) % args.val_every == 0 or it + 1 == args.iterations):
+                val_acc, ci = evaluate(model, val_sampler, config["inner_lr"], config["test_steps"],
+                                       tasks=args.val_tasks, seed=config["seed"] + 1, device=device)
+                row.update(val_acc=round(val_acc, 5), val_ci95=round(ci, 5))
+                val_text = f"{100 * val_acc:.1f}"
+                if val_acc > best["val_acc"]:
+                    best = {"val_acc": val_acc, "val_ci95": ci, "iteration": it + 1}
+                    save_checkpoint(out / "model.pt", {"config": config, "model": model.state_dict(),
+                                                       "best": best, "data_fingerprint": data.fingerprint})
+            rows.append(row)
+            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{100 * acc:.1f}", val=val_text, refresh=False)
+            if stop_requested:
+                bar.close()
+                save(it + 1)
+                print(f"stopped after iteration {it + 1} (signal {stop_requested[0]}); the checkpoint in "
+                      f"{out} is up to date: continue with --resume")
+                return 130
+            if time.time() - last_save > 60 * args.checkpoint_minutes:
+                save(it + 1)
+                last_save = time.time()
     bar.close()
     final = max(start, args.iterations)
     save(final)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -53,6 +54,27 @@ def test_resume_continues_bit_for_bit(trained, omniglot_dir, tmp_path):
         train_cmd.main(["--iterations", "4", *args])
     with pytest.raises(MamlError, match="setting differs"):
         train_cmd.main(["--iterations", "6", "--resume", "--shots", "5", *args])
+
+
+def test_ctrl_c_checkpoints_and_resume_loses_nothing(trained, omniglot_dir, tmp_path, monkeypatch):
+    out = tmp_path / "s"
+    args = ["--out", str(out), "--data", str(omniglot_dir), *SMALL]
+    real_step, calls = train_cmd.meta_step, []
+
+    def step_then_ctrl_c(*a, **k):
+        result = real_step(*a, **k)
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C during iteration 2
+        return result
+
+    monkeypatch.setattr(train_cmd, "meta_step", step_then_ctrl_c)
+    assert train_cmd.main(["--iterations", "4", *args]) == 130
+    assert load_checkpoint(out / "checkpoint.pt")["iteration"] == 2
+    monkeypatch.setattr(train_cmd, "meta_step", real_step)
+    assert train_cmd.main(["--iterations", "4", "--resume", *args]) == 0
+    straight, resumed = load_checkpoint(trained / "checkpoint.pt"), load_checkpoint(out / "checkpoint.pt")
+    assert all(torch.equal(v, resumed["model"][k]) for k, v in straight["model"].items())
 
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(omniglot_dir, tmp_path, monkeypatch):
