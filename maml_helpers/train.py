@@ -172,7 +172,7 @@ def main(argv=None) -> int:
         return {"config": config, "iteration": iteration, "elapsed_s": elapsed + time.time() - t0,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "curve": rows,
                 "best": best, "data_fingerprint": data.fingerprint,
-                "hardware": f"{platform.machine()} {platform.processor() or ''} {device}".strip(),
+                "hardware": " ".join(filter(None, (platform.machine(), platform.processor(), str(device)))),
                 "torch_version": str(torch.__version__)}
 
     def save(iteration: int) -> None:
