@@ -100,9 +100,10 @@ def run_config(args: argparse.Namespace) -> dict:
     config = {k: getattr(args, k) for k in RUN_KEYS if hasattr(args, k)}
     for k in ("meta_batch", "inner_lr", "train_steps", "test_steps"):
         config[k] = getattr(args, k) if getattr(args, k) is not None else defaults[k]
-    for k in ("ways", "shots", "queries", "meta_batch", "train_steps", "iterations"):
-        if getattr(args, k, 1) is not None and k in config and config[k] < 1:
-            raise MamlError(f"--{k.replace('_', '-')} must be at least 1, got {config[k]}.")
+    for k, value in [*((k, config[k]) for k in ("ways", "shots", "queries", "meta_batch",
+                                                 "train_steps")), ("iterations", args.iterations)]:
+        if value < 1:
+            raise MamlError(f"--{k.replace('_', '-')} must be at least 1, got {value}.")
     if config["test_steps"] < 0:
         raise MamlError("--test-steps cannot be negative.")
     return config
