@@ -24,6 +24,7 @@ from .maml import evaluate
 from .model import ConvNet
 from .omniglot import load_omniglot
 from .tasks import TaskSampler
+from .train import eval_queries, run_split
 
 
 def load_model(path) -> tuple[ConvNet, dict]:
@@ -48,8 +49,8 @@ def evaluate_checkpoint(path, tasks: int = 600, steps: int | None = None, querie
     if state.get("data_fingerprint") not in (None, data.fingerprint):
         raise DataError("This checkpoint was trained on a different copy of Omniglot (content "
                         "fingerprints differ), so its test split is not comparable.")
-    split = data.splits(config["split"], validation=config["validation"], seed=0)
-    queries = queries if queries is not None else min(15, 20 - config["shots"])
+    split = run_split(data, config)
+    queries = queries if queries is not None else eval_queries(config["shots"])
     sampler = TaskSampler(data.images, split["test"], config["ways"], config["shots"], queries)
     steps = config["test_steps"] if steps is None else steps
     acc, ci = evaluate(model.to(device), sampler, config["inner_lr"], steps, tasks=tasks, seed=seed,

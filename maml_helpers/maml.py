@@ -40,6 +40,11 @@ def params_of(model: nn.Module) -> Params:
     return dict(model.named_parameters())
 
 
+def detached_params(model: nn.Module) -> Params:
+    """Leaf copies of theta for test-time adaptation: gradients flow to them, never to the model."""
+    return {name: p.detach().requires_grad_() for name, p in model.named_parameters()}
+
+
 def forward(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Tensor:
     return functional_call(model, params, (x,))
 
@@ -116,7 +121,7 @@ def adaptation_curve(model: nn.Module, tasks: TaskBatch, inner_lr: float, steps:
     This is adaptation at test time: no meta-gradient is needed, so no graph is kept
     (``create_graph=False``), and the model's own parameters are never touched.
     """
-    params = {n: p.detach().requires_grad_() for n, p in params_of(model).items()}
+    params = detached_params(model)
     rows = []
     for b in range(len(tasks)):
         support_x, support_y, query_x, query_y = tasks.task(b)

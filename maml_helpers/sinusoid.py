@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .maml import adapt, adaptation_curve, forward, params_of
+from .maml import adapt, adaptation_curve, detached_params, forward
 from .tasks import TaskBatch
 
 AMPLITUDE = (0.1, 5.0)
@@ -68,7 +68,7 @@ def adaptation_losses(model: nn.Module, tasks: TaskBatch, inner_lr: float, steps
 def adapted_predictions(model: nn.Module, support_x: torch.Tensor, support_y: torch.Tensor,
                         x: torch.Tensor, inner_lr: float, steps: Sequence[int]) -> dict[int, np.ndarray]:
     """The model's predictions at ``x`` after each number of SGD steps in ``steps``."""
-    fast = {n: p.detach().requires_grad_() for n, p in params_of(model).items()}
+    fast = detached_params(model)
     out, done = {}, 0
     for target in sorted(steps):
         fast = adapt(model, fast, support_x, support_y, inner_lr, target - done,

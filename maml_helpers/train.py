@@ -124,12 +124,23 @@ def write_curve(out: Path, rows: list[dict], title: str) -> None:
         plot_learning_curve(rows, title=title, path=out / "curve.png")
 
 
-def samplers(config: dict, data_dir, download: bool, val_queries: int):
+def eval_queries(shots: int) -> int:
+    """Query drawings per class for validation and test: 15, or what the 20 drawings leave."""
+    return min(15, 20 - shots)
+
+
+def run_split(data, config: dict) -> dict:
+    """The run's train/val/test characters. Training and evaluation both call this, so a
+    checkpoint is always tested on the characters its run held out."""
+    return data.splits(config["split"], validation=config["validation"], seed=0)
+
+
+def samplers(config: dict, data_dir, download: bool):
     data = load_omniglot(data_dir, download=download)
-    split = data.splits(config["split"], validation=config["validation"], seed=0)
+    split = run_split(data, config)
     train = TaskSampler(data.images, split["train"], config["ways"], config["shots"], config["queries"])
-    val = (TaskSampler(data.images, split["val"], config["ways"], config["shots"], val_queries)
-           if len(split["val"]) else None)
+    val = (TaskSampler(data.images, split["val"], config["ways"], config["shots"],
+                       eval_queries(config["shots"])) if len(split["val"]) else None)
     return data, train, val
 
 
@@ -153,8 +164,7 @@ def main(argv=None) -> int:
         raise MamlError(f"{out} already holds a run. Add --resume to continue it, or choose "
                         "another --out.")
 
-    val_queries = min(15, 20 - config["shots"])
-    data, train_sampler, val_sampler = samplers(config, args.data, not args.no_download, val_queries)
+    data, train_sampler, val_sampler = samplers(config, args.data, not args.no_download)
     device = torch.device(args.device)
     torch.manual_seed(config["seed"])
     model = ConvNet(config["ways"], config["hidden"], config["arch"]).to(device)
@@ -179,6 +189,10 @@ def main(argv=None) -> int:
     def save(iteration: int) -> None:
         save_checkpoint(out / "checkpoint.pt", snapshot(iteration))
         write_curve(out, rows, title)
+
+    def save_model() -> None:
+        save_checkpoint(out / "model.pt", {"config": config, "model": model.state_dict(),
+                                           "best": best, "data_fingerprint": data.fingerprint})
 
     t0, last_save = time.time(), time.time()
     bar = tqdm(range(start, args.iterations), initial=start, total=args.iterations,
@@ -207,8 +221,7 @@ def main(argv=None) -> int:
                 val_text = f"{100 * val_acc:.1f}"
                 if val_acc > best["val_acc"]:
                     best = {"val_acc": val_acc, "val_ci95": ci, "iteration": it + 1}
-                    save_checkpoint(out / "model.pt", {"config": config, "model": model.state_dict(),
-                                                       "best": best, "data_fingerprint": data.fingerprint})
+                    save_model()
             rows.append(row)
             bar.set_postfix(loss=f"{loss:.3f}", acc=f"{100 * acc:.1f}", val=val_text, refresh=False)
             if stop_requested:
@@ -224,8 +237,7 @@ def main(argv=None) -> int:
     final = max(start, args.iterations)
     save(final)
     if not (out / "model.pt").exists():  # no validation split: the last weights are the model
-        save_checkpoint(out / "model.pt", {"config": config, "model": model.state_dict(),
-                                           "best": best, "data_fingerprint": data.fingerprint})
+        save_model()
     print(f"trained {final} iterations in {elapsed + time.time() - t0:.0f} s; "
           f"best validation accuracy {100 * max(best['val_acc'], 0):.2f}% at iteration "
           f"{best['iteration']}; checkpoints in {out}")
