@@ -2,7 +2,7 @@
 
 One module per concept:
   checks    - cmp() hand-vs-autograd comparison, finite-difference gradients
-  graphs    - torchviz pictures (saved to images/) and text views of autograd graphs
+  graphs    - torchviz pictures (saved to images/), text views and memory of autograd graphs
   seeding   - seed_everything()
   timing    - interleaved, warmed-up timing with median and spread
   errors    - the clear, user-facing errors the commands print
@@ -11,6 +11,8 @@ One module per concept:
   plotting  - pictures of characters, tasks and learning curves
   model     - the paper's 4-layer conv net, used functionally
   maml      - inner loop (adapt), meta-step, evaluation
+  batched   - the same meta-gradient with all tasks of a meta-batch in one pass
+  distributed - a meta-batch shared by several processes (torchrun)
   checkpoint- atomic save and safe load of training state
   train / evaluate / bench - the command-line programs (python -m maml_helpers.train ...)
 """

@@ -1,26 +1,53 @@
-"""Seconds per MAML meta-iteration, second and first order:
+"""Seconds per MAML meta-iteration, for every way of computing it:
 
     python -m maml_helpers.bench --ways 5 --shots 1 --queries 1 --arch strided
+    python -m maml_helpers.bench --compare --json bench.json     # all settings, and `higher`
 
-Uses random images of Omniglot's shape (the time of a meta-step does not depend on the
-pixels), so it runs without the data set. Each order is warmed up, then timed over
---iterations meta-steps, interleaved; the median and quartiles are printed and, with
---json, written to a file.
+Contenders compute the same meta-gradient: our per-task loop (maml.py) and our batched
+meta-step (batched.py), each in second and first order, and, with --compare, Facebook
+Research's `higher` library (second order; `pip install higher`). Before timing, every
+contender's gradient is compared with the loop's (max |difference| is printed: float32
+rounding only; the float64 proofs are in tests/). Each is warmed up, then timed in
+interleaved rounds (median and quartiles). Achieved GFLOP/s use the FLOPs that
+torch.utils.flop_counter counts in one call, next to a torch.mm 2048x2048 float32 rate
+measured in the same run; the FLOPs are the loop's for every contender of the same order
+(the same arithmetic; the counter overcounts grouped convolutions' backward). Random images of Omniglot's shape are used: the time of a
+meta-step does not depend on the pixels, so no data set is needed.
+
+With --compare the last line is `speedup_vs_higher: X.XX`: higher's median time over our
+fastest second-order contender's, at 5-way 1-shot, 1 query per class, meta-batch 32,
+strided net (the paper's Omniglot setting).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import platform
+import time
 
 import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
-from .errors import run_cli
+from .batched import batched_meta_gradient
+from .errors import MamlError, run_cli
 from .files import atomic_write
-from .maml import META_LR, meta_step, paper_defaults
+from .maml import meta_gradient, paper_defaults, params_of
 from .model import ARCHITECTURES, ConvNet
 from .tasks import TaskBatch
-from .timing import compare_timings, timing_table
+from .timing import compare_timings
+
+# name: (ways, shots, queries per class, meta-batch, inner steps, arch), as in the paper
+COMPARE_SETTINGS = {
+    "5w1s-1q-strided": (5, 1, 1, 32, 1, "strided"),
+    "5w1s-15q-strided": (5, 1, 15, 32, 1, "strided"),
+    "5w1s-1q-maxpool": (5, 1, 1, 32, 1, "maxpool"),
+    "5w1s-15q-maxpool": (5, 1, 15, 32, 1, "maxpool"),
+    "20w1s-1q-5steps-strided": (20, 1, 1, 16, 5, "strided"),
+    "20w1s-1q-5steps-maxpool": (20, 1, 1, 16, 5, "maxpool"),
+}
+HEADLINE = "5w1s-1q-strided"
+HIGHER = "higher, second order"
 
 
 def random_tasks(batch: int, ways: int, shots: int, queries: int, seed: int = 0) -> TaskBatch:
@@ -30,44 +57,145 @@ def random_tasks(batch: int, ways: int, shots: int, queries: int, seed: int = 0)
                      torch.rand(batch, ways * queries, 1, 28, 28, generator=g), labels(queries), None)
 
 
+def higher_meta_gradient(model, tasks: TaskBatch, inner_lr: float, steps: int):
+    """The meta-gradient the way `higher`'s README teaches: a differentiable SGD per task."""
+    try:
+        import higher
+    except ImportError:
+        raise MamlError("--compare times the `higher` library, which is not installed. "
+                        "Install it with:  pip install higher") from None
+    params = list(model.parameters())
+    total = [torch.zeros_like(p) for p in params]
+    inner_opt = torch.optim.SGD(params, lr=inner_lr)
+    for b in range(len(tasks)):
+        support_x, support_y, query_x, query_y = tasks.task(b)
+        with higher.innerloop_ctx(model, inner_opt, copy_initial_weights=False) as (fmodel, diffopt):
+            for _ in range(steps):
+                diffopt.step(F.cross_entropy(fmodel(support_x), support_y))
+            loss = F.cross_entropy(fmodel(query_x), query_y) / len(tasks)
+            for t, g in zip(total, torch.autograd.grad(loss, params)):
+                t.add_(g)
+    return total
+
+
+def contenders(model, tasks: TaskBatch, inner_lr: float, steps: int, with_higher: bool) -> dict:
+    """name -> (function returning the meta-gradient, name of the loop it must equal)."""
+    params = params_of(model)
+    fns = {}
+    for order, fo in (("second order", False), ("first order", True)):
+        fns[f"loop, {order}"] = (lambda fo=fo: meta_gradient(model, params, tasks, inner_lr, steps, fo)[0],
+                                 f"loop, {order}")
+        fns[f"batched, {order}"] = (lambda fo=fo: batched_meta_gradient(model, params, tasks, inner_lr,
+                                                                        steps, fo)[0], f"loop, {order}")
+    if with_higher:
+        fns[HIGHER] = (lambda: higher_meta_gradient(model, tasks, inner_lr, steps), "loop, second order")
+    return fns
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """The machine's float32 torch.mm rate (GFLOP/s), best of a few, as a yardstick."""
+    a, b = torch.rand(size, size), torch.rand(size, size)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best / 1e9
+
+
+def bench_setting(ways, shots, queries, meta_batch, steps, arch, rounds, warmup, with_higher) -> dict:
+    tasks = random_tasks(meta_batch, ways, shots, queries)
+    torch.manual_seed(0)
+    model = ConvNet(ways, arch=arch)
+    inner_lr = paper_defaults(ways)["inner_lr"]
+    fns = contenders(model, tasks, inner_lr, steps, with_higher)
+    reference, flops, diffs = {}, {}, {}
+    for name, (fn, ref) in fns.items():  # one untimed call each: gradient check and FLOP count
+        with FlopCounterMode(display=False) as counter:
+            grads = fn()
+        if name == ref:  # the loops come first: they define the reference and the useful work
+            reference[ref], flops[ref] = grads, counter.get_total_flops()
+        flops[name] = flops[ref]
+        diffs[name] = max((g - r).abs().max().item() for g, r in zip(grads, reference[ref]))
+    timings = compare_timings({name: fn for name, (fn, _) in fns.items()}, rounds=rounds, warmup=warmup)
+    return {"setting": dict(ways=ways, shots=shots, queries=queries, meta_batch=meta_batch,
+                            inner_steps=steps, arch=arch),
+            "contenders": {name: {"median_s": t.median, "q1_s": t.iqr[0], "q3_s": t.iqr[1],
+                                  "samples_s": t.samples, "gflop": flops[name] / 1e9,
+                                  "gflops": flops[name] / 1e9 / t.median,
+                                  "max_abs_diff_vs_loop": diffs[name]}
+                           for name, t in timings.items()}}
+
+
+def table(name: str, result: dict, mm_rate: float) -> str:
+    s = result["setting"]
+    rows = [f"{name}: {s['ways']}-way {s['shots']}-shot, {s['queries']} queries/class, meta-batch "
+            f"{s['meta_batch']}, {s['inner_steps']} inner step(s), {s['arch']} net",
+            f"  {'contender':<22s} {'median s':>9s} {'IQR s':>17s} {'speedup':>8s} "
+            f"{'GFLOP/s':>8s} {'% of mm':>8s} {'max |Δ grad|':>13s}"]
+    contenders = result["contenders"]
+    base = contenders.get(HIGHER, contenders["loop, second order"])["median_s"]
+    for cname, c in contenders.items():
+        rows.append(f"  {cname:<22s} {c['median_s']:9.3f} [{c['q1_s']:7.3f}, {c['q3_s']:7.3f}] "
+                    f"{base / c['median_s']:7.2f}x {c['gflops']:8.1f} {100 * c['gflops'] / mm_rate:7.1f}% "
+                    f"{c['max_abs_diff_vs_loop']:13.2e}")
+    return "\n".join(rows)
+
+
+def fastest_second_order(result: dict) -> tuple[str, float]:
+    ours = {n: c["median_s"] for n, c in result["contenders"].items()
+            if n.endswith("second order") and n != HIGHER}
+    best = min(ours, key=ours.get)
+    return best, ours[best]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m maml_helpers.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--compare", action="store_true",
+                   help="every setting of the paper, with `higher` beside our engines")
+    p.add_argument("--settings", nargs="+", choices=COMPARE_SETTINGS,
+                   help="with --compare: only these settings (default: all)")
     p.add_argument("--ways", type=int, default=5)
     p.add_argument("--shots", type=int, default=1)
     p.add_argument("--queries", type=int, default=1)
     p.add_argument("--meta-batch", type=int)
     p.add_argument("--inner-steps", type=int)
     p.add_argument("--arch", choices=ARCHITECTURES, default="strided")
-    p.add_argument("--iterations", type=int, default=5, help="timed meta-steps per order")
+    p.add_argument("--iterations", type=int, default=5, help="timed rounds per contender")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--json", help="write the results to this file")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    d = paper_defaults(args.ways)
-    batch = args.meta_batch or d["meta_batch"]
-    steps = args.inner_steps or d["train_steps"]
-    tasks = random_tasks(batch, args.ways, args.shots, args.queries)
-    torch.manual_seed(0)
-    model = ConvNet(args.ways, arch=args.arch)
-    opt = torch.optim.Adam(model.parameters(), lr=META_LR)
-    step = lambda fo: (lambda: meta_step(model, opt, tasks, d["inner_lr"], steps, first_order=fo))
-    results = compare_timings({"second order": step(False), "first order": step(True)},
-                              rounds=max(2, args.iterations), warmup=args.warmup)
-    setting = (f"{args.ways}-way {args.shots}-shot, {args.queries} queries/class, meta-batch {batch}, "
-               f"{steps} inner step(s), {args.arch} net, {torch.get_num_threads()} threads")
-    print(setting)
-    print(timing_table(results, baseline="second order", unit="s"))
-    record = {"setting": {"ways": args.ways, "shots": args.shots, "queries": args.queries,
-                          "meta_batch": batch, "inner_steps": steps, "arch": args.arch,
-                          "threads": torch.get_num_threads()},
-              "machine": platform.machine(), "torch": str(torch.__version__),
-              "seconds_per_iteration": {name: {"median": t.median, "q1": t.iqr[0], "q3": t.iqr[1],
-                                               "samples": t.samples} for name, t in results.items()}}
+    rounds = max(2, args.iterations)
+    if args.compare:
+        settings = {n: COMPARE_SETTINGS[n] for n in (args.settings or COMPARE_SETTINGS)}
+    else:
+        d = paper_defaults(args.ways)
+        settings = {"custom": (args.ways, args.shots, args.queries, args.meta_batch or d["meta_batch"],
+                               args.inner_steps or d["train_steps"], args.arch)}
+    mm_rate = matmul_gflops()
+    print(f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"torch.mm 2048x2048 float32: {mm_rate:.1f} GFLOP/s")
+    results = {}
+    for name, setting in settings.items():
+        results[name] = bench_setting(*setting, rounds=rounds, warmup=args.warmup, with_higher=args.compare)
+        print(table(name, results[name], mm_rate), flush=True)
+    record = {"machine": platform.machine(), "processor": platform.processor(),
+              "torch": str(torch.__version__), "threads": torch.get_num_threads(),
+              "matmul_gflops": mm_rate, "rounds": rounds, "settings": results}
+    headline = None
+    if args.compare and HEADLINE in results:
+        best, seconds = fastest_second_order(results[HEADLINE])
+        headline = results[HEADLINE]["contenders"][HIGHER]["median_s"] / seconds
+        record["speedup_vs_higher"] = {"value": headline, "setting": HEADLINE, "ours": best}
     if args.json:
         atomic_write(args.json, lambda f: f.write(json.dumps(record, indent=2).encode()))
+    if headline is not None:
+        print(f"speedup_vs_higher: {headline:.2f}")
     return 0
 
 

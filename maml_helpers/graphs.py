@@ -1,7 +1,8 @@
 """Autograd graphs: draw them with torchviz (PNG into images/) and describe them as text.
 
 torchviz names nodes by memory address, so its pictures cannot be compared by a test;
-``graph_lines`` gives the same structure as plain text that nbval can compare.
+``graph_lines`` gives the same structure as plain text that nbval can compare, and
+``saved_tensor_bytes`` measures what a graph holds in memory.
 """
 from __future__ import annotations
 
@@ -76,6 +77,34 @@ def graph_lines(output: torch.Tensor, params: dict[str, torch.Tensor] | None = N
 
 def print_graph(output: torch.Tensor, params: dict[str, torch.Tensor] | None = None) -> None:
     print("\n".join(graph_lines(output, params)))
+
+
+def saved_tensor_bytes(output: torch.Tensor) -> int:
+    """Bytes of the tensors that ``output``'s graph keeps for its backward pass.
+
+    Walks the graph from ``output.grad_fn`` and adds up every tensor a node saved (its
+    ``_saved_*`` attributes), counting shared memory once. This is the memory a backward
+    from ``output`` still needs: e.g. what second-order MAML keeps for every inner step.
+    """
+    storages, seen, stack = {}, set(), [output.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        for attr in dir(node):
+            if not attr.startswith("_saved_"):
+                continue
+            try:
+                value = getattr(node, attr)
+            except RuntimeError:  # already freed by an earlier backward
+                continue
+            for t in value if isinstance(value, (tuple, list)) else (value,):
+                if isinstance(t, torch.Tensor):
+                    storage = t.untyped_storage()
+                    storages[storage.data_ptr()] = storage.nbytes()
+        stack.extend(fn for fn, _ in node.next_functions)
+    return sum(storages.values())
 
 
 def show_images_side_by_side(paths, titles, width: float = 12.0):

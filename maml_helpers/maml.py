@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from .batched import Params, batched_meta_gradient
+from .distributed import average_across_processes
 from .tasks import TaskBatch, TaskSampler
-
-Params = dict[str, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 # Finn et al. (2017), Omniglot: inner lr, inner steps in training and at test, tasks per meta-batch.
@@ -94,13 +94,22 @@ def meta_gradient(model: nn.Module, params: Params, tasks: TaskBatch, inner_lr: 
 
 def meta_step(model: nn.Module, optimizer: torch.optim.Optimizer, tasks: TaskBatch,
               inner_lr: float, steps: int, first_order: bool = False,
-              loss_fn: LossFn = F.cross_entropy) -> tuple[float, float]:
+              loss_fn: LossFn = F.cross_entropy, batched: bool = False) -> tuple[float, float]:
     """One outer-loop update of the model's parameters; returns (mean query loss, accuracy).
 
-    Raises FloatingPointError, before touching the parameters, if the loss is not finite.
+    ``batched=True`` runs all tasks together (batched.py: same gradient, fewer kernels;
+    ConvNet and cross-entropy only). Under torch.distributed, ``tasks`` is this process's
+    share and the meta-gradient is averaged over processes (distributed.py). Raises
+    FloatingPointError, before touching the parameters, if the loss is not finite.
     """
     params = params_of(model)
-    grads, loss, acc = meta_gradient(model, params, tasks, inner_lr, steps, first_order, loss_fn)
+    if batched:
+        if loss_fn is not F.cross_entropy:
+            raise ValueError("the batched meta-step computes cross-entropy only; use batched=False")
+        grads, loss, acc = batched_meta_gradient(model, params, tasks, inner_lr, steps, first_order)
+    else:
+        grads, loss, acc = meta_gradient(model, params, tasks, inner_lr, steps, first_order, loss_fn)
+    grads, (loss, acc) = average_across_processes(grads, loss, acc)
     if not math.isfinite(loss) or not all(torch.isfinite(g).all() for g in grads):
         raise FloatingPointError(f"meta-loss is {loss}")
     optimizer.zero_grad(set_to_none=True)

@@ -8,6 +8,9 @@ Writes into --out (default runs/<ways>way<shots>shot-<order>-seed<seed>/):
   model.pt       the weights with the best validation accuracy, with their setting
   curve.csv / curve.png   the learning curve
 All files are written atomically.
+
+Several processes (torchrun, see distributed.py) share each meta-batch; process 0 validates
+and writes the files.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import argparse
 import contextlib
 import csv
 import io
+import math
 import platform
 import signal
 import sys
@@ -25,6 +29,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .distributed import any_process, init_from_env, shard
 from .errors import MamlError, TrainingDiverged, run_cli
 from .files import atomic_write
 from .maml import META_LR, evaluate, meta_step, paper_defaults
@@ -36,8 +41,10 @@ from .tasks import TaskSampler
 # Settings that define a run; on --resume they come from the checkpoint.
 RUN_KEYS = ("ways", "shots", "queries", "meta_batch", "inner_lr", "train_steps", "test_steps",
             "meta_lr", "arch", "hidden", "first_order", "first_order_iterations", "seed",
-            "split", "validation")
-CURVE_FIELDS = ("iteration", "elapsed_s", "train_loss", "train_acc", "val_acc", "val_ci95")
+            "split", "validation", "decay_start", "final_meta_lr")
+# The meta-lr schedule may be set or changed on --resume (a plateau is seen only mid-run).
+SCHEDULE_KEYS = ("decay_start", "final_meta_lr")
+CURVE_FIELDS = ("iteration", "elapsed_s", "train_loss", "train_acc", "val_acc", "val_ci95", "meta_lr")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-steps", type=int, help="inner steps in training (paper: 1 / 5)")
     p.add_argument("--test-steps", type=int, help="inner steps at validation and test (paper: 3 / 5)")
     p.add_argument("--meta-lr", type=float, default=META_LR, help="Adam learning rate (paper: 1e-3)")
+    p.add_argument("--decay-start", type=int,
+                   help="from this iteration on, the meta-lr follows a cosine down to --final-meta-lr "
+                        "at --iterations (default: constant, as the paper)")
+    p.add_argument("--final-meta-lr", type=float, default=1e-4, help="the meta-lr at --iterations when decaying")
     p.add_argument("--arch", choices=ARCHITECTURES, default="strided")
     p.add_argument("--hidden", type=int, default=64, help="filters per conv layer")
     p.add_argument("--first-order", action="store_true", help="first-order MAML throughout")
@@ -69,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path)
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--engine", choices=("batched", "loop"), default="batched",
+                   help="meta-step: all tasks in one pass (batched.py) or one task at a time; "
+                        "the same gradients, so a run may switch on --resume")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -104,9 +118,20 @@ def run_config(args: argparse.Namespace) -> dict:
                                                  "train_steps")), ("iterations", args.iterations)]:
         if value < 1:
             raise MamlError(f"--{k.replace('_', '-')} must be at least 1, got {value}.")
+    if config["decay_start"] is not None and not 0 <= config["decay_start"] < args.iterations:
+        raise MamlError(f"--decay-start must lie in [0, --iterations), got {config['decay_start']}.")
     if config["test_steps"] < 0:
         raise MamlError("--test-steps cannot be negative.")
     return config
+
+
+def meta_lr_at(it: int, config: dict, iterations: int) -> float:
+    """Constant meta-lr, or from ``decay_start`` a cosine down to ``final_meta_lr`` at the end."""
+    start, top = config.get("decay_start"), config["meta_lr"]
+    if start is None or it < start:
+        return top
+    progress = min(1.0, (it - start) / max(1, iterations - start))
+    return config["final_meta_lr"] + (top - config["final_meta_lr"]) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def default_out(config: dict) -> Path:
@@ -145,7 +170,14 @@ def samplers(config: dict, data_dir, download: bool):
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        return train(build_parser().parse_args(argv), argv)
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def train(args: argparse.Namespace, argv) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     config = run_config(args)
@@ -155,17 +187,26 @@ def main(argv=None) -> int:
         state = load_checkpoint(out / "checkpoint.pt")
         explicit = {k: v for k, v in config.items()
                     if any(a.startswith("--" + k.replace("_", "-")) for a in (argv or sys.argv[1:]))}
-        clash = {k: (v, state["config"][k]) for k, v in explicit.items() if state["config"].get(k) != v}
+        clash = {k: (v, state["config"].get(k)) for k, v in explicit.items()
+                 if state["config"].get(k) != v and k not in SCHEDULE_KEYS}
         if clash:
             raise MamlError(f"--resume continues the run in {out}, whose setting differs from the "
                             f"flags given: {clash} (given, saved). Drop those flags or use a new --out.")
-        config = state["config"]
+        config = {**state["config"], **{k: config[k] for k in SCHEDULE_KEYS if k in explicit}}
+        config.setdefault("decay_start", None)
+        config.setdefault("final_meta_lr", args.final_meta_lr)
     elif (out / "checkpoint.pt").exists():
         raise MamlError(f"{out} already holds a run. Add --resume to continue it, or choose "
                         "another --out.")
 
-    data, train_sampler, val_sampler = samplers(config, args.data, not args.no_download)
     device = torch.device(args.device)
+    rank, world = init_from_env(device)
+    if config["meta_batch"] % world:
+        raise MamlError(f"--meta-batch {config['meta_batch']} cannot be split evenly over {world} "
+                        f"processes. Use a meta-batch divisible by {world}.")
+    data, train_sampler, val_sampler = samplers(config, args.data, not args.no_download)
+    if rank:  # only process 0 validates and writes
+        val_sampler = None
     torch.manual_seed(config["seed"])
     model = ConvNet(config["ways"], config["hidden"], config["arch"]).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config["meta_lr"])
@@ -187,24 +228,32 @@ def main(argv=None) -> int:
                 "torch_version": str(torch.__version__)}
 
     def save(iteration: int) -> None:
+        if rank:
+            return
         save_checkpoint(out / "checkpoint.pt", snapshot(iteration))
         write_curve(out, rows, title)
 
     def save_model() -> None:
+        if rank:
+            return
         save_checkpoint(out / "model.pt", {"config": config, "model": model.state_dict(),
                                            "best": best, "data_fingerprint": data.fingerprint})
 
     t0, last_save = time.time(), time.time()
     bar = tqdm(range(start, args.iterations), initial=start, total=args.iterations,
-               desc=title, disable=args.no_progress, mininterval=2.0, file=sys.stderr)
+               desc=title, disable=args.no_progress or rank > 0, mininterval=2.0, file=sys.stderr)
     val_text = f"{100 * best['val_acc']:.1f}" if best["val_acc"] >= 0 else "-"
     with stop_signals() as stop_requested:
         for it in bar:
             first_order = config["first_order"] or it < config["first_order_iterations"]
-            tasks = train_sampler.sample(config["meta_batch"], seed=[config["seed"], it]).to(device)
+            lr = meta_lr_at(it, config, args.iterations)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            tasks = train_sampler.sample(config["meta_batch"], seed=[config["seed"], it])
+            tasks = shard(tasks, rank, world).to(device)
             try:
                 loss, acc = meta_step(model, optimizer, tasks, config["inner_lr"], config["train_steps"],
-                                      first_order=first_order)
+                                      first_order=first_order, batched=args.engine == "batched")
             except FloatingPointError as err:
                 saved = load_checkpoint(out / "checkpoint.pt")["iteration"] if (out / "checkpoint.pt").exists() else None
                 kept = (f"the last good checkpoint ({out / 'checkpoint.pt'}, iteration {saved}) is kept"
@@ -213,7 +262,7 @@ def main(argv=None) -> int:
                     f"Training diverged at iteration {it}: {err}. Stopped before the update, and "
                     f"{kept}. Try a smaller --meta-lr or --inner-lr.") from None
             row = {"iteration": it + 1, "elapsed_s": round(elapsed + time.time() - t0, 2),
-                   "train_loss": round(loss, 5), "train_acc": round(acc, 5), "val_acc": None, "val_ci95": None}
+                   "train_loss": round(loss, 5), "train_acc": round(acc, 5), "val_acc": None, "val_ci95": None, "meta_lr": lr}
             if val_sampler is not None and ((it + 1) % args.val_every == 0 or it + 1 == args.iterations):
                 val_acc, ci = evaluate(model, val_sampler, config["inner_lr"], config["test_steps"],
                                        tasks=args.val_tasks, seed=config["seed"] + 1, device=device)
@@ -224,10 +273,11 @@ def main(argv=None) -> int:
                     save_model()
             rows.append(row)
             bar.set_postfix(loss=f"{loss:.3f}", acc=f"{100 * acc:.1f}", val=val_text, refresh=False)
-            if stop_requested:
+            if any_process(bool(stop_requested), device):  # all processes stop at the same step
                 bar.close()
                 save(it + 1)
-                print(f"stopped after iteration {it + 1} (signal {stop_requested[0]}); the checkpoint in "
+                why = f"signal {stop_requested[0]}" if stop_requested else "another process was stopped"
+                print(f"stopped after iteration {it + 1} ({why}); the checkpoint in "
                       f"{out} is up to date: continue with --resume")
                 return 130
             if time.time() - last_save > 60 * args.checkpoint_minutes:
@@ -238,6 +288,8 @@ def main(argv=None) -> int:
     save(final)
     if not (out / "model.pt").exists():  # no validation split: the last weights are the model
         save_model()
+    if rank:
+        return 0
     print(f"trained {final} iterations in {elapsed + time.time() - t0:.0f} s; "
           f"best validation accuracy {100 * max(best['val_acc'], 0):.2f}% at iteration "
           f"{best['iteration']}; checkpoints in {out}")

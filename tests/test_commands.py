@@ -56,6 +56,30 @@ def test_resume_continues_bit_for_bit(trained, omniglot_dir, tmp_path):
         train_cmd.main(["--iterations", "6", "--resume", "--shots", "5", *args])
 
 
+def test_meta_lr_schedule_is_constant_then_cosine():
+    config = {"meta_lr": 1e-3, "final_meta_lr": 1e-4, "decay_start": None}
+    assert {train_cmd.meta_lr_at(it, config, 100) for it in (0, 50, 99)} == {1e-3}  # the paper: constant
+    config["decay_start"] = 50
+    lrs = [train_cmd.meta_lr_at(it, config, 100) for it in range(100)]
+    assert lrs[:51] == [1e-3] * 51 and all(a > b for a, b in zip(lrs[50:], lrs[51:]))
+    assert lrs[75] == pytest.approx(5.5e-4) and train_cmd.meta_lr_at(100, config, 100) == pytest.approx(1e-4)
+
+
+def test_resume_may_add_a_schedule_and_records_it(trained, omniglot_dir, tmp_path):
+    out = tmp_path / "d"
+    args = ["--out", str(out), "--data", str(omniglot_dir), *SMALL]
+    train_cmd.main(["--iterations", "2", *args])
+    train_cmd.main(["--iterations", "6", "--resume", "--decay-start", "3", "--final-meta-lr", "1e-5", *args])
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["config"]["decay_start"] == 3 and state["config"]["final_meta_lr"] == 1e-5
+    lrs = [r["meta_lr"] for r in state["curve"]]
+    assert lrs[:4] == [1e-3] * 4 and lrs[3] > lrs[4] > lrs[5] > 1e-5
+    header = (out / "curve.csv").read_text().splitlines()[0]
+    assert header.endswith(",meta_lr")
+    with pytest.raises(MamlError, match="--decay-start must lie"):
+        train_cmd.main(["--iterations", "6", "--decay-start", "6", "--out", str(tmp_path / "e"), *SMALL])
+
+
 def test_ctrl_c_checkpoints_and_resume_loses_nothing(trained, omniglot_dir, tmp_path, monkeypatch):
     out = tmp_path / "s"
     args = ["--out", str(out), "--data", str(omniglot_dir), *SMALL]
@@ -158,9 +182,29 @@ def test_bench_writes_json(tmp_path):
     result = run("bench", "--meta-batch", "2", "--iterations", "2", "--json", str(tmp_path / "b.json"))
     assert result.returncode == 0, result.stderr
     record = json.loads((tmp_path / "b.json").read_text())
-    times = record["seconds_per_iteration"]
-    assert set(times) == {"second order", "first order"} and all(t["median"] > 0 for t in times.values())
-    assert "second order" in result.stdout
+    [setting] = record["settings"].values()
+    contenders = setting["contenders"]
+    assert set(contenders) == {"loop, second order", "loop, first order", "batched, second order",
+                               "batched, first order"}
+    assert all(c["median_s"] > 0 and c["gflops"] > 0 for c in contenders.values())
+    assert all(c["max_abs_diff_vs_loop"] < 1e-4 for c in contenders.values())  # same gradient
+    assert record["matmul_gflops"] > 0 and "speedup_vs_higher" not in result.stdout
+
+
+def test_bench_compare_ends_with_the_speedup_over_higher(tmp_path):
+    pytest.importorskip("higher")
+    result = run("bench", "--compare", "--settings", "5w1s-1q-strided", "--iterations", "2",
+                 "--warmup", "0", "--json", str(tmp_path / "c.json"))
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"speedup_vs_higher: \d+\.\d\d", last), last
+    record = json.loads((tmp_path / "c.json").read_text())
+    contenders = record["settings"]["5w1s-1q-strided"]["contenders"]
+    higher = contenders["higher, second order"]
+    assert higher["max_abs_diff_vs_loop"] < 1e-5  # higher computes the same meta-gradient
+    speedup = record["speedup_vs_higher"]
+    assert speedup["value"] == pytest.approx(higher["median_s"] / contenders[speedup["ours"]]["median_s"])
+    assert last == f"speedup_vs_higher: {speedup['value']:.2f}"
 
 
 def test_task_shape_error_is_a_value_error():

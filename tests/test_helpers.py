@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from maml_helpers import cmp, finite_difference_grad, seed_everything
-from maml_helpers.graphs import draw_graph, graph_lines
+from maml_helpers.graphs import draw_graph, graph_lines, saved_tensor_bytes
 from maml_helpers.timing import compare_timings, timing_table
 
 
@@ -46,6 +46,18 @@ def test_graph_lines_show_structure_and_shared_nodes():
     assert lines[-1].strip().startswith("CloneBackward0")
     assert "AccumulateGrad (x)" in "\n".join(lines)
     assert graph_lines(torch.tensor(1.0)) == ["(no graph: this tensor does not require grad)"]
+
+
+def test_saved_tensor_bytes_counts_what_backward_needs():
+    x = torch.rand(1000, dtype=torch.float64, requires_grad=True)
+    assert saved_tensor_bytes((x + 1).sum()) == 0            # d(x+1)/dx needs nothing saved
+    assert saved_tensor_bytes((x * x).sum()) == 8000         # x saved once, though used twice
+    y = torch.rand(1000, dtype=torch.float64)
+    # y (for d/dx) and exp's result; not x, because y needs no gradient
+    assert saved_tensor_bytes((x * y).exp().sum()) == 2 * 8000
+    out = (x * x).sum()
+    out.backward()                                           # freed: nothing is held any more
+    assert saved_tensor_bytes(out) == 0
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")

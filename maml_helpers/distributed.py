@@ -1,0 +1,71 @@
+"""Data-parallel meta-training: each process takes a share of the meta-batch.
+
+A meta-gradient is a mean over tasks, so W processes can each differentiate B/W of the
+tasks and add their results (``all_reduce``): the sum is the single-process meta-gradient,
+and every process then takes the same Adam step and keeps identical weights. Launch with
+torchrun, which sets RANK / WORLD_SIZE / MASTER_ADDR for each process:
+
+    torchrun --nproc_per_node 2 -m maml_helpers.train ...                       # one machine
+    torchrun --nnodes 2 --node_rank 0 --master_addr HOST --master_port 29500 \\
+             --nproc_per_node 1 -m maml_helpers.train ...                        # and node_rank 1
+
+Backend: gloo on CPUs, nccl on GPUs. All processes draw the same tasks (seeded by the
+iteration), so nothing but gradients and the stop flag needs to be sent.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+from .errors import MamlError
+from .tasks import TaskBatch
+
+
+def init_from_env(device: torch.device) -> tuple[int, int]:
+    """(rank, world size); starts the process group when launched by torchrun with > 1 process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def shard(tasks: TaskBatch, rank: int, world: int) -> TaskBatch:
+    """This process's contiguous share of the meta-batch (all shares equal)."""
+    if len(tasks) % world:
+        raise MamlError(f"A meta-batch of {len(tasks)} tasks cannot be split evenly over {world} "
+                        f"processes. Use a --meta-batch divisible by {world}.")
+    n = len(tasks) // world
+    part = slice(rank * n, (rank + 1) * n)
+    classes = tasks.classes[part] if tasks.classes is not None else None
+    return TaskBatch(tasks.support_x[part], tasks.support_y[part], tasks.query_x[part],
+                     tasks.query_y[part], classes)
+
+
+def average_across_processes(grads: list[torch.Tensor], *numbers: float) -> tuple[list, list[float]]:
+    """Mean over processes of each rank's meta-gradient (in place) and of some numbers."""
+    world = world_size()
+    if world == 1:
+        return grads, list(numbers)
+    flat = torch.cat([g.reshape(-1) for g in grads] + [grads[0].new_tensor(numbers)])
+    dist.all_reduce(flat)  # one message instead of one per parameter
+    flat /= world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+    return grads, flat[offset:].tolist()
+
+
+def any_process(flag: bool, device="cpu") -> bool:
+    """True on every process if it is true on any (e.g. a stop request seen by one of them)."""
+    if world_size() == 1:
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
