@@ -35,11 +35,16 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def check_divisible(meta_batch: int, world: int) -> None:
+    """Every process must get the same number of tasks, or their means would weigh unequally."""
+    if meta_batch % world:
+        raise MamlError(f"A meta-batch of {meta_batch} tasks cannot be split evenly over {world} "
+                        f"processes. Use a --meta-batch divisible by {world}.")
+
+
 def shard(tasks: TaskBatch, rank: int, world: int) -> TaskBatch:
     """This process's contiguous share of the meta-batch (all shares equal)."""
-    if len(tasks) % world:
-        raise MamlError(f"A meta-batch of {len(tasks)} tasks cannot be split evenly over {world} "
-                        f"processes. Use a --meta-batch divisible by {world}.")
+    check_divisible(len(tasks), world)
     n = len(tasks) // world
     part = slice(rank * n, (rank + 1) * n)
     classes = tasks.classes[part] if tasks.classes is not None else None

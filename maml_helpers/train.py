@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .distributed import any_process, init_from_env, shard
+from .distributed import any_process, check_divisible, init_from_env, shard
 from .errors import MamlError, TrainingDiverged, run_cli
 from .files import atomic_write
 from .maml import META_LR, evaluate, meta_step, paper_defaults
@@ -201,9 +201,7 @@ def train(args: argparse.Namespace, argv) -> int:
 
     device = torch.device(args.device)
     rank, world = init_from_env(device)
-    if config["meta_batch"] % world:
-        raise MamlError(f"--meta-batch {config['meta_batch']} cannot be split evenly over {world} "
-                        f"processes. Use a meta-batch divisible by {world}.")
+    check_divisible(config["meta_batch"], world)  # before loading the data: fail fast
     data, train_sampler, val_sampler = samplers(config, args.data, not args.no_download)
     if rank:  # only process 0 validates and writes
         val_sampler = None
