@@ -69,8 +69,15 @@ def average_across_processes(grads: list[torch.Tensor], *numbers: float) -> tupl
 
 def any_process(flag: bool, device="cpu") -> bool:
     """True on every process if it is true on any (e.g. a stop request seen by one of them)."""
-    if world_size() == 1:
-        return flag
-    t = torch.tensor([float(flag)], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+    return bool(_reduce(float(flag), dist.ReduceOp.MAX, device)) if world_size() > 1 else flag
+
+
+def min_across_processes(value: float, device="cpu") -> float:
+    """The smallest of the processes' values, on every process (e.g. what a time budget allows)."""
+    return _reduce(float(value), dist.ReduceOp.MIN, device) if world_size() > 1 else value
+
+
+def _reduce(value: float, op, device) -> float:
+    t = torch.tensor([value], device=device)
+    dist.all_reduce(t, op=op)
+    return t.item()

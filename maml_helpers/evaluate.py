@@ -9,6 +9,12 @@ same number. The last line is
     accuracy: 98.71 ± 0.35 % (600 tasks)
 
 (mean query accuracy after --steps inner steps, and the half-width of its 95% interval).
+
+Protocol: 15 query drawings per class, sent through the network in batches holding as many
+drawings per class as the run saw in meta-training (1 for the paper's settings, like the
+paper's own evaluation). The network's BatchNorm uses the statistics of its batch, so the
+batch's make-up is part of the test: ``--query-batch 0`` sends all 15 per class at once, a
+batch the model never saw in training, and scores lower (notebook 05 shows by how much).
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ import json
 import torch
 
 from .checkpoint import load_checkpoint
-from .errors import CheckpointError, DataError, run_cli
+from .errors import CheckpointError, DataError, MamlError, run_cli
 from .files import atomic_write
 from .maml import evaluate
 from .model import ConvNet
@@ -41,8 +47,14 @@ def load_model(path) -> tuple[ConvNet, dict]:
 
 
 def evaluate_checkpoint(path, tasks: int = 600, steps: int | None = None, queries: int | None = None,
-                        seed: int = 0, data_dir=None, download: bool = True, device="cpu"):
-    """(accuracy, ci95, setting) of a checkpoint on seeded meta-test tasks."""
+                        seed: int = 0, data_dir=None, download: bool = True, device="cpu",
+                        query_batch: int | None = None):
+    """(accuracy, ci95, setting) of a checkpoint on seeded meta-test tasks.
+
+    The query set goes through the network in batches of ``query_batch`` drawings per class
+    (default: the run's training queries per class; 0: the whole set at once), because
+    BatchNorm's batch statistics make the batch part of the input (``maml.forward_in_batches``).
+    """
     model, state = load_model(path)
     config = state["config"]
     data = load_omniglot(data_dir, download=download)
@@ -53,9 +65,14 @@ def evaluate_checkpoint(path, tasks: int = 600, steps: int | None = None, querie
     queries = queries if queries is not None else eval_queries(config["shots"])
     sampler = TaskSampler(data.images, split["test"], config["ways"], config["shots"], queries)
     steps = config["test_steps"] if steps is None else steps
+    query_batch = config.get("queries", 1) if query_batch is None else query_batch or queries
+    if queries % query_batch:
+        raise MamlError(f"{queries} query drawings per class do not split into batches of {query_batch} "
+                        f"per class. Choose --queries as a multiple of {query_batch}, or --query-batch 0 "
+                        "(the whole query set at once).")
     acc, ci = evaluate(model.to(device), sampler, config["inner_lr"], steps, tasks=tasks, seed=seed,
-                       device=device)
-    return acc, ci, {**config, "eval_steps": steps, "eval_queries": queries}
+                       device=device, query_batch=query_batch)
+    return acc, ci, {**config, "eval_steps": steps, "eval_queries": queries, "eval_query_batch": query_batch}
 
 
 def main(argv=None) -> int:
@@ -65,6 +82,9 @@ def main(argv=None) -> int:
     p.add_argument("--tasks", type=int, default=600)
     p.add_argument("--steps", type=int, help="inner steps at test (default: the checkpoint's)")
     p.add_argument("--queries", type=int, help="query drawings per class (default: 15, or 20 - shots)")
+    p.add_argument("--query-batch", type=int, metavar="K",
+                   help="send the query set through the network K drawings per class at a time "
+                        "(default: as in the checkpoint's training, 1 for our runs; 0: all at once)")
     p.add_argument("--seed", type=int, default=0, help="seed of the test tasks")
     p.add_argument("--data", help="folder with the Omniglot zips")
     p.add_argument("--no-download", action="store_true")
@@ -76,16 +96,21 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     if args.tasks < 2:
         p.error("--tasks must be at least 2 to give a confidence interval")
+    if args.query_batch is not None and args.query_batch < 0:
+        p.error("--query-batch cannot be negative")
     acc, ci, setting = evaluate_checkpoint(args.checkpoint, args.tasks, args.steps, args.queries,
-                                           args.seed, args.data, not args.no_download, args.device)
+                                           args.seed, args.data, not args.no_download, args.device,
+                                           args.query_batch)
     print(f"setting: {setting['ways']}-way {setting['shots']}-shot, {setting['arch']} net, "
           f"{'first' if setting['first_order'] else 'second'}-order training, "
           f"{setting['eval_steps']} inner steps at lr {setting['inner_lr']}, "
-          f"{setting['eval_queries']} queries per class, {args.tasks} test tasks (seed {args.seed})")
+          f"{setting['eval_queries']} queries per class in batches of {setting['eval_query_batch']} "
+          f"per class, {args.tasks} test tasks (seed {args.seed})")
     if args.json:
         record = {"accuracy": round(100 * acc, 2), "ci95": round(100 * ci, 2), "tasks": args.tasks,
                   "seed": args.seed, **{k: setting[k] for k in ("ways", "shots", "arch", "first_order",
-                                                               "inner_lr", "eval_steps", "eval_queries")}}
+                                                               "inner_lr", "eval_steps", "eval_queries",
+                                                               "eval_query_batch")}}
         atomic_write(args.json, lambda f: f.write(json.dumps(record, indent=2).encode()))
     print(f"accuracy: {100 * acc:.2f} ± {100 * ci:.2f} % ({args.tasks} tasks)")
     return 0

@@ -49,6 +49,31 @@ def forward(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Tensor:
     return functional_call(model, params, (x,))
 
 
+def forward_in_batches(model: nn.Module, params: Params, x: torch.Tensor, labels: torch.Tensor,
+                       per_class: int | None) -> torch.Tensor:
+    """Logits of the images x, sent through the network in batches of ``per_class`` drawings of
+    every class (``None``: all at once).
+
+    BatchNorm here normalises with the statistics of the batch it is given (as in the paper), so
+    an image's logits depend on the other images in its batch. Meta-training shows the network
+    query batches of ``queries`` drawings per class; test batches of that same make-up measure
+    the model in the setting it learned for, as the paper's code does (K query drawings per
+    class). The labels only choose which images share a batch; they never enter the network.
+    """
+    if per_class is None:
+        return forward(model, params, x)
+    counts = torch.bincount(labels)
+    if counts.min() != counts.max() or counts[0] % per_class:
+        raise ValueError(f"query batches of {per_class} per class need the same number of query "
+                         f"drawings in every class, a multiple of {per_class}; got {counts.tolist()}")
+    by_class = torch.argsort(labels, stable=True).view(len(counts), -1)  # row c: class c's images
+    batches = [by_class[:, i:i + per_class].reshape(-1) for i in range(0, by_class.shape[1], per_class)]
+    logits = [forward(model, params, x[b]) for b in batches]
+    out = logits[0].new_empty(len(x), logits[0].shape[1])
+    out[torch.cat(batches)] = torch.cat(logits)
+    return out
+
+
 def adapt(model: nn.Module, params: Params, support_x: torch.Tensor, support_y: torch.Tensor,
           inner_lr: float, steps: int, create_graph: bool = True,
           loss_fn: LossFn = F.cross_entropy) -> Params:
@@ -124,11 +149,13 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def adaptation_curve(model: nn.Module, tasks: TaskBatch, inner_lr: float, steps: int,
-                     metric: LossFn = accuracy, loss_fn: LossFn = F.cross_entropy) -> torch.Tensor:
+                     metric: LossFn = accuracy, loss_fn: LossFn = F.cross_entropy,
+                     query_batch: int | None = None) -> torch.Tensor:
     """(tasks, steps + 1): ``metric`` on each query set after 0, 1, ..., ``steps`` inner steps.
 
     This is adaptation at test time: no meta-gradient is needed, so no graph is kept
-    (``create_graph=False``), and the model's own parameters are never touched.
+    (``create_graph=False``), and the model's own parameters are never touched. The query set
+    goes through the network ``query_batch`` drawings per class at a time (``forward_in_batches``).
     """
     params = detached_params(model)
     rows = []
@@ -137,7 +164,7 @@ def adaptation_curve(model: nn.Module, tasks: TaskBatch, inner_lr: float, steps:
         fast, row = params, []
         for step in range(steps + 1):
             with torch.no_grad():
-                row.append(metric(forward(model, fast, query_x), query_y))
+                row.append(metric(forward_in_batches(model, fast, query_x, query_y, query_batch), query_y))
             if step < steps:
                 fast = adapt(model, fast, support_x, support_y, inner_lr, 1, create_graph=False,
                              loss_fn=loss_fn)
@@ -145,23 +172,25 @@ def adaptation_curve(model: nn.Module, tasks: TaskBatch, inner_lr: float, steps:
     return torch.stack(rows)
 
 
-def query_accuracies(model: nn.Module, tasks: TaskBatch, inner_lr: float, steps: int) -> torch.Tensor:
+def query_accuracies(model: nn.Module, tasks: TaskBatch, inner_lr: float, steps: int,
+                     query_batch: int | None = None) -> torch.Tensor:
     """(tasks, steps + 1) query accuracy after 0, 1, ..., ``steps`` inner steps, per task."""
-    return adaptation_curve(model, tasks, inner_lr, steps)
+    return adaptation_curve(model, tasks, inner_lr, steps, query_batch=query_batch)
 
 
 def evaluate(model: nn.Module, sampler: TaskSampler, inner_lr: float, steps: int,
-             tasks: int = 600, seed: int = 0, batch_size: int = 50, device="cpu") -> tuple[float, float]:
+             tasks: int = 600, seed: int = 0, batch_size: int = 50, device="cpu",
+             query_batch: int | None = None) -> tuple[float, float]:
     """Mean query accuracy over ``tasks`` seeded test tasks, and its 95% confidence half-width.
 
     Both in [0, 1]. The interval is 1.96 standard errors of the per-task accuracies, as
-    reported by Finn et al. (2017).
+    reported by Finn et al. (2017). ``query_batch``: see ``forward_in_batches``.
     """
     accs = []
     for start in range(0, tasks, batch_size):
         n = min(batch_size, tasks - start)
         batch = sampler.sample(n, seed=[seed, start]).to(device)
-        accs.append(query_accuracies(model, batch, inner_lr, steps)[:, -1])
+        accs.append(query_accuracies(model, batch, inner_lr, steps, query_batch)[:, -1])
     accs = torch.cat(accs).double()
     ci95 = 1.96 * accs.std().item() / math.sqrt(len(accs)) if len(accs) > 1 else float("nan")
     return accs.mean().item(), ci95

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .distributed import any_process, check_divisible, init_from_env, shard
+from .distributed import any_process, check_divisible, init_from_env, min_across_processes, shard
 from .errors import MamlError, TrainingDiverged, run_cli
 from .files import atomic_write
 from .maml import META_LR, evaluate, meta_step, paper_defaults
@@ -41,9 +41,11 @@ from .tasks import TaskSampler
 # Settings that define a run; on --resume they come from the checkpoint.
 RUN_KEYS = ("ways", "shots", "queries", "meta_batch", "inner_lr", "train_steps", "test_steps",
             "meta_lr", "arch", "hidden", "first_order", "first_order_iterations", "seed",
-            "split", "validation", "decay_start", "final_meta_lr")
+            "split", "validation", "decay_start", "final_meta_lr", "init")
 # The meta-lr schedule may be set or changed on --resume (a plateau is seen only mid-run).
 SCHEDULE_KEYS = ("decay_start", "final_meta_lr")
+# --time-budget: skip this many iterations (allocator, cuDNN and cache warm-up), then time this many.
+BUDGET_WARMUP, BUDGET_PROBE = 10, 30
 CURVE_FIELDS = ("iteration", "elapsed_s", "train_loss", "train_acc", "val_acc", "val_ci95", "meta_lr")
 
 
@@ -58,16 +60,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-steps", type=int, help="inner steps in training (paper: 1 / 5)")
     p.add_argument("--test-steps", type=int, help="inner steps at validation and test (paper: 3 / 5)")
     p.add_argument("--meta-lr", type=float, default=META_LR, help="Adam learning rate (paper: 1e-3)")
-    p.add_argument("--decay-start", type=int,
-                   help="from this iteration on, the meta-lr follows a cosine down to --final-meta-lr "
-                        "at --iterations (default: constant, as the paper)")
+    p.add_argument("--decay-start", type=float,
+                   help="from this iteration on (or this fraction of --iterations, e.g. 0.5), the "
+                        "meta-lr follows a cosine down to --final-meta-lr at --iterations "
+                        "(default: constant, as the paper)")
     p.add_argument("--final-meta-lr", type=float, default=1e-4, help="the meta-lr at --iterations when decaying")
     p.add_argument("--arch", choices=ARCHITECTURES, default="strided")
     p.add_argument("--hidden", type=int, default=64, help="filters per conv layer")
     p.add_argument("--first-order", action="store_true", help="first-order MAML throughout")
     p.add_argument("--first-order-iterations", type=int, default=0,
                    help="warm up with this many cheaper first-order iterations, then second order")
-    p.add_argument("--iterations", type=int, default=60000, help="total meta-iterations")
+    p.add_argument("--iterations", type=int, default=40000,
+                   help="total meta-iterations (the authors' Omniglot commands: 40,000; with "
+                        "--time-budget: at most this many)")
+    p.add_argument("--time-budget", type=parse_duration, metavar="DURATION",
+                   help="train for about this long from launch (e.g. 600, 45m, 2h): after timing "
+                        f"{BUDGET_PROBE} meta-steps, the measured speed sets --iterations and so "
+                        "where the decay ends; the run is cut at the budget in any case (resumable)")
+    p.add_argument("--init", type=Path, metavar="MODEL",
+                   help="start from another run's model.pt (same --ways, --arch and --hidden) "
+                        "instead of random weights, e.g. 5-shot training from a 1-shot model")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split", choices=("paper", "alphabet"), default="paper")
     p.add_argument("--validation", type=int, default=100, help="characters held out for validation")
@@ -85,6 +97,33 @@ def build_parser() -> argparse.ArgumentParser:
                         "the same gradients, so a run may switch on --resume")
     p.add_argument("--no-progress", action="store_true")
     return p
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from '600', '600s', '45m' or '2h'."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1)
+    try:
+        seconds = float(number) * unit
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (write e.g. 600, 45m or 2h)") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"the duration must be positive, got {text!r}")
+    return seconds
+
+
+def budget_iterations(done: int, seconds_per_iteration: float, seconds_left: float, cap: int,
+                      margin: float = 0.9) -> int:
+    """How many iterations in all fit the time left, keeping 10% for validation and saving."""
+    return min(cap, done + max(0, int(margin * seconds_left / seconds_per_iteration)))
+
+
+def resolve_decay_start(given: float | None, iterations: int, earliest: int = 0) -> int | None:
+    """--decay-start as an iteration: a fraction (< 1) of ``iterations``, never before ``earliest``."""
+    if given is None:
+        return None
+    start = round(given * iterations) if given < 1 else int(given)
+    return max(start, earliest)
 
 
 @contextlib.contextmanager
@@ -112,14 +151,19 @@ def stop_signals():
 def run_config(args: argparse.Namespace) -> dict:
     defaults = paper_defaults(args.ways)
     config = {k: getattr(args, k) for k in RUN_KEYS if hasattr(args, k)}
+    config["init"] = str(args.init) if args.init else None  # plain data: checkpoints load weights_only
     for k in ("meta_batch", "inner_lr", "train_steps", "test_steps"):
         config[k] = getattr(args, k) if getattr(args, k) is not None else defaults[k]
     for k, value in [*((k, config[k]) for k in ("ways", "shots", "queries", "meta_batch",
                                                  "train_steps")), ("iterations", args.iterations)]:
         if value < 1:
             raise MamlError(f"--{k.replace('_', '-')} must be at least 1, got {value}.")
-    if config["decay_start"] is not None and not 0 <= config["decay_start"] < args.iterations:
-        raise MamlError(f"--decay-start must lie in [0, --iterations), got {config['decay_start']}.")
+    if config["decay_start"] is not None:
+        if config["decay_start"] < 0:
+            raise MamlError(f"--decay-start cannot be negative, got {config['decay_start']:g}.")
+        config["decay_start"] = resolve_decay_start(config["decay_start"], args.iterations)
+        if config["decay_start"] >= args.iterations and not args.time_budget:
+            raise MamlError(f"--decay-start must lie in [0, --iterations), got {config['decay_start']}.")
     if config["test_steps"] < 0:
         raise MamlError("--test-steps cannot be negative.")
     return config
@@ -178,6 +222,7 @@ def main(argv=None) -> int:
 
 
 def train(args: argparse.Namespace, argv) -> int:
+    t_launch = time.time()  # --time-budget counts from here: loading the data is part of the run
     if args.threads:
         torch.set_num_threads(args.threads)
     config = run_config(args)
@@ -199,7 +244,11 @@ def train(args: argparse.Namespace, argv) -> int:
         raise MamlError(f"{out} already holds a run. Add --resume to continue it, or choose "
                         "another --out.")
 
+    decay_given = args.decay_start if args.decay_start is not None else config["decay_start"]
     device = torch.device(args.device)
+    if device.type == "cuda":  # full float32, as on a CPU: TF32 would round the small second-order terms
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     rank, world = init_from_env(device)
     check_divisible(config["meta_batch"], world)  # before loading the data: fail fast
     data, train_sampler, val_sampler = samplers(config, args.data, not args.no_download)
@@ -210,6 +259,14 @@ def train(args: argparse.Namespace, argv) -> int:
     optimizer = torch.optim.Adam(model.parameters(), lr=config["meta_lr"])
     start, elapsed, rows = 0, 0.0, []
     best = {"val_acc": -1.0, "iteration": 0}
+    if state is None and args.init:
+        init = load_checkpoint(args.init)
+        clash = {k: (init["config"].get(k), config[k]) for k in ("ways", "arch", "hidden")
+                 if init["config"].get(k) != config[k]}
+        if clash:
+            raise MamlError(f"--init {args.init} holds a model of another shape: {clash} (its, this "
+                            "run's). Start from a model with the same --ways, --arch and --hidden.")
+        model.load_state_dict(init["model"])
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -219,10 +276,12 @@ def train(args: argparse.Namespace, argv) -> int:
     from tqdm.auto import tqdm
 
     def snapshot(iteration: int) -> dict:
-        return {"config": config, "iteration": iteration, "elapsed_s": elapsed + time.time() - t0,
+        return {"config": config, "iteration": iteration, "planned_iterations": total,
+                "elapsed_s": elapsed + time.time() - t0,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "curve": rows,
                 "best": best, "data_fingerprint": data.fingerprint,
-                "hardware": " ".join(filter(None, (platform.machine(), platform.processor(), str(device)))),
+                "hardware": " ".join(filter(None, (platform.machine(), platform.processor(), str(device),
+                                                   device.type == "cuda" and torch.cuda.get_device_name(device)))),
                 "torch_version": str(torch.__version__)}
 
     def save(iteration: int) -> None:
@@ -238,13 +297,15 @@ def train(args: argparse.Namespace, argv) -> int:
                                            "best": best, "data_fingerprint": data.fingerprint})
 
     t0, last_save = time.time(), time.time()
-    bar = tqdm(range(start, args.iterations), initial=start, total=args.iterations,
-               desc=title, disable=args.no_progress or rank > 0, mininterval=2.0, file=sys.stderr)
+    total = args.iterations
+    bar = tqdm(initial=start, total=total, desc=title, disable=args.no_progress or rank > 0,
+               mininterval=2.0, file=sys.stderr)
     val_text = f"{100 * best['val_acc']:.1f}" if best["val_acc"] >= 0 else "-"
+    it, probe_start = start, None
     with stop_signals() as stop_requested:
-        for it in bar:
+        while it < total:
             first_order = config["first_order"] or it < config["first_order_iterations"]
-            lr = meta_lr_at(it, config, args.iterations)
+            lr = meta_lr_at(it, config, total)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             tasks = train_sampler.sample(config["meta_batch"], seed=[config["seed"], it])
@@ -259,30 +320,50 @@ def train(args: argparse.Namespace, argv) -> int:
                 raise TrainingDiverged(
                     f"Training diverged at iteration {it}: {err}. Stopped before the update, and "
                     f"{kept}. Try a smaller --meta-lr or --inner-lr.") from None
-            row = {"iteration": it + 1, "elapsed_s": round(elapsed + time.time() - t0, 2),
+            it += 1
+            bar.update(1)
+            row = {"iteration": it, "elapsed_s": round(elapsed + time.time() - t0, 2),
                    "train_loss": round(loss, 5), "train_acc": round(acc, 5), "val_acc": None, "val_ci95": None, "meta_lr": lr}
-            if val_sampler is not None and ((it + 1) % args.val_every == 0 or it + 1 == args.iterations):
+            if args.time_budget and it == start + BUDGET_WARMUP:
+                probe_start = time.time()
+            if args.time_budget and it == start + BUDGET_WARMUP + BUDGET_PROBE:
+                per_it = (time.time() - probe_start) / BUDGET_PROBE
+                total = int(min_across_processes(budget_iterations(
+                    it, per_it, args.time_budget - (time.time() - t_launch), args.iterations), device))
+                # A decay asked for now starts after the measurement (whose lr was the constant one).
+                config["decay_start"] = resolve_decay_start(
+                    decay_given, total, earliest=it if args.decay_start is not None else 0)
+                bar.total = total
+                if not rank:
+                    decay = (f"; meta-lr cosine from iteration {config['decay_start']} to {total}"
+                             if config["decay_start"] is not None and config["decay_start"] < total else "")
+                    bar.write(f"time budget {args.time_budget:.0f} s: {per_it:.4f} s per meta-step over "
+                              f"{BUDGET_PROBE} → {total} iterations in all{decay}")
+            if val_sampler is not None and (it % args.val_every == 0 or it == total):
                 val_acc, ci = evaluate(model, val_sampler, config["inner_lr"], config["test_steps"],
-                                       tasks=args.val_tasks, seed=config["seed"] + 1, device=device)
+                                       tasks=args.val_tasks, seed=config["seed"] + 1, device=device,
+                                       query_batch=config["queries"])
                 row.update(val_acc=round(val_acc, 5), val_ci95=round(ci, 5))
                 val_text = f"{100 * val_acc:.1f}"
                 if val_acc > best["val_acc"]:
-                    best = {"val_acc": val_acc, "val_ci95": ci, "iteration": it + 1}
+                    best = {"val_acc": val_acc, "val_ci95": ci, "iteration": it}
                     save_model()
             rows.append(row)
             bar.set_postfix(loss=f"{loss:.3f}", acc=f"{100 * acc:.1f}", val=val_text, refresh=False)
-            if any_process(bool(stop_requested), device):  # all processes stop at the same step
-                bar.close()
-                save(it + 1)
-                why = f"signal {stop_requested[0]}" if stop_requested else "another process was stopped"
-                print(f"stopped after iteration {it + 1} ({why}); the checkpoint in "
-                      f"{out} is up to date: continue with --resume")
-                return 130
+            out_of_time = bool(args.time_budget) and time.time() - t_launch > args.time_budget
+            if any_process(bool(stop_requested) or out_of_time, device) and it < total:
+                bar.close()  # all processes stop at the same step
+                save(it)
+                why = (f"signal {stop_requested[0]}" if stop_requested else
+                       "the time budget ran out" if out_of_time else "another process was stopped")
+                print(f"stopped after iteration {it} of {total} ({why}); the checkpoint in "
+                      f"{out} is up to date: continue with --resume --iterations {total}")
+                return 130 if stop_requested else 0
             if time.time() - last_save > 60 * args.checkpoint_minutes:
-                save(it + 1)
+                save(it)
                 last_save = time.time()
     bar.close()
-    final = max(start, args.iterations)
+    final = max(start, total)
     save(final)
     if not (out / "model.pt").exists():  # no validation split: the last weights are the model
         save_model()

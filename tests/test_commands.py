@@ -82,6 +82,90 @@ def test_resume_may_add_a_schedule_and_records_it(trained, omniglot_dir, tmp_pat
         train_cmd.main(["--iterations", "6", "--decay-start", "6", "--out", str(tmp_path / "e"), *SMALL])
 
 
+def test_durations_and_budget_arithmetic():
+    assert [train_cmd.parse_duration(t) for t in ("600", "90s", "45m", "2h", "1.5h")] == [600, 90, 2700, 7200, 5400]
+    for bad in ("", "soon", "-5m", "0"):
+        with pytest.raises(Exception, match="duration"):
+            train_cmd.parse_duration(bad)
+    # 40 done, 0.1 s each, 6 s left: 90% of 6 s is 54 more; never past the cap
+    assert train_cmd.budget_iterations(40, 0.1, 6.0, cap=1000) == 94
+    assert train_cmd.budget_iterations(40, 0.1, 6.0, cap=60) == 60
+    assert train_cmd.budget_iterations(40, 0.1, -1.0, cap=1000) == 40
+    assert train_cmd.resolve_decay_start(0.5, 94) == 47 and train_cmd.resolve_decay_start(20, 94) == 20
+    assert train_cmd.resolve_decay_start(0.1, 94, earliest=40) == 40 and train_cmd.resolve_decay_start(None, 94) is None
+
+
+class FakeClock:
+    """time.time() for train: it moves only when a meta-step runs, by ``step`` seconds."""
+
+    def __init__(self, step):
+        self.now, self.step = 1000.0, step
+
+    def time(self):
+        return self.now
+
+
+def budgeted_run(monkeypatch, clock, argv):
+    real_step = train_cmd.meta_step
+
+    def timed_step(*a, **k):
+        clock.now += clock.step(clock) if callable(clock.step) else clock.step
+        return real_step(*a, **k)
+
+    monkeypatch.setattr(train_cmd, "meta_step", timed_step)
+    monkeypatch.setattr(train_cmd, "time", clock)
+    return train_cmd.main(argv)
+
+
+def test_time_budget_sets_the_iterations_and_the_decay(omniglot_dir, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "b"
+    argv = ["--iterations", "100000", "--time-budget", "10", "--decay-start", "0.5", "--out", str(out),
+            "--data", str(omniglot_dir), *SMALL, "--val-every", "25"]
+    assert budgeted_run(monkeypatch, FakeClock(0.1), argv) == 0
+    # 40 steps (10 warm-up + 30 timed at 0.1 s) leave 6 s: 90% of it is 54 more steps
+    state = load_checkpoint(out / "checkpoint.pt")
+    planned = state["planned_iterations"]
+    assert planned in (93, 94) and state["iteration"] == planned == len(state["curve"])
+    assert state["config"]["decay_start"] == round(planned / 2)
+    lrs = [r["meta_lr"] for r in state["curve"]]
+    assert lrs[:46] == [1e-3] * 46 and lrs[-1] == pytest.approx(1e-4, rel=0.02)
+    assert f"0.1000 s per meta-step over 30 → {planned} iterations in all" in capsys.readouterr().out
+
+
+def test_time_budget_cuts_a_run_that_slows_down_and_it_resumes(omniglot_dir, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "c"
+    args = ["--out", str(out), "--data", str(omniglot_dir), *SMALL, "--val-every", "25"]
+    # 0.1 s per step while timed, then 3 times slower: the budget runs out before the plan ends
+    clock = FakeClock(lambda c: 0.1 if c.now < 1004.05 else 0.3)
+    assert budgeted_run(monkeypatch, clock, ["--iterations", "100000", "--time-budget", "10", *args]) == 0
+    state = load_checkpoint(out / "checkpoint.pt")
+    planned, done = state["planned_iterations"], state["iteration"]
+    assert done < planned and done in (60, 61)  # 6 s left at 0.3 s per step: cut at the first step past it
+    assert f"stopped after iteration {done} of {planned} (the time budget ran out)" in capsys.readouterr().out
+    monkeypatch.setattr(train_cmd, "time", __import__("time"))
+    assert train_cmd.main(["--iterations", str(planned), "--resume", *args]) == 0
+    assert load_checkpoint(out / "checkpoint.pt")["iteration"] == planned
+
+
+def test_init_starts_from_another_runs_model(trained, omniglot_dir, tmp_path, monkeypatch):
+    out = tmp_path / "i"
+    real_step, seen = train_cmd.meta_step, []
+
+    def first_weights(model, *a, **k):
+        seen.append({k: v.clone() for k, v in model.state_dict().items()})
+        return real_step(model, *a, **k)
+
+    monkeypatch.setattr(train_cmd, "meta_step", first_weights)
+    assert train_cmd.main(["--iterations", "1", "--shots", "2", "--init", str(trained / "model.pt"),
+                           "--out", str(out), "--data", str(omniglot_dir), *SMALL]) == 0
+    start = load_checkpoint(trained / "model.pt")["model"]
+    assert all(torch.equal(v, seen[0][k]) for k, v in start.items())
+    assert load_checkpoint(out / "checkpoint.pt")["config"]["init"] == str(trained / "model.pt")
+    with pytest.raises(MamlError, match=r"another shape: \{'hidden': \(8, 16\)\}"):
+        train_cmd.main(["--iterations", "1", "--init", str(trained / "model.pt"), "--out", str(tmp_path / "j"),
+                        "--data", str(omniglot_dir), *SMALL, "--hidden", "16"])
+
+
 def test_ctrl_c_checkpoints_and_resume_loses_nothing(trained, omniglot_dir, tmp_path, monkeypatch):
     out = tmp_path / "s"
     args = ["--out", str(out), "--data", str(omniglot_dir), *SMALL]
@@ -141,6 +225,15 @@ def test_train_refuses_impossible_tasks(omniglot, omniglot_dir, tmp_path, args, 
         train_cmd.main([*args, "--iterations", "1", "--out", str(tmp_path / "d"), "--data", str(omniglot_dir),
                         *SMALL])
     assert not (tmp_path / "d").exists()
+
+
+def test_evaluate_query_batches(trained, omniglot_dir):
+    base = ["evaluate", str(trained / "model.pt"), "--tasks", "10", "--data", str(omniglot_dir)]
+    as_trained, at_once = run(*base), run(*base, "--query-batch", "0")
+    assert "15 queries per class in batches of 1 per class" in as_trained.stdout  # the run trained with 1
+    assert "15 queries per class in batches of 15 per class" in at_once.stdout
+    bad = run(*base, "--query-batch", "4")
+    assert bad.returncode == 2 and "do not split into batches of 4 per class" in bad.stderr
 
 
 def test_commands_fail_cleanly_without_a_traceback(tmp_path):

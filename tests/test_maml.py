@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from maml_helpers import finite_difference_grad
-from maml_helpers.maml import adapt, evaluate, forward, meta_gradient, meta_step, params_of, query_accuracies
+from maml_helpers.maml import (adapt, evaluate, forward, forward_in_batches, meta_gradient, meta_step, params_of,
+                               query_accuracies)
 from maml_helpers.model import ConvNet
 from maml_helpers.tasks import TaskBatch, TaskSampler
 
@@ -147,3 +148,23 @@ def test_evaluation_accuracy_and_interval():
     assert (acc, ci) == evaluate(model, sampler, 0.4, 2, tasks=20, batch_size=7)  # seeded
     curve = query_accuracies(model, sampler.sample(3, seed=0), 0.4, 4)
     assert curve.shape == (3, 5)
+
+
+def test_query_batches_hold_k_drawings_of_every_class_and_batchnorm_sees_only_them():
+    torch.manual_seed(0)
+    model = ConvNet(ways=3, hidden=8).double()
+    task = small_tasks(batch=1, ways=3, queries=4, size=28).task(0)
+    x, y, params = task[2], task[3], params_of(model)
+    whole = forward(model, params, x)
+    # None, or one batch holding all 4 per class: BatchNorm sees the whole set either way
+    assert torch.equal(forward_in_batches(model, params, x, y, None), whole)
+    torch.testing.assert_close(forward_in_batches(model, params, x, y, 4), whole)
+    # 1 per class: 4 batches of 3 images, one of each class, each normalised on its own
+    by_one = forward_in_batches(model, params, x, y, 1)
+    for i in range(4):
+        rows = torch.stack([torch.nonzero(y == c).flatten()[i] for c in range(3)])
+        torch.testing.assert_close(by_one[rows], forward(model, params, x[rows]))
+    assert (by_one - whole).abs().max() > 1e-3  # the batch is part of the input
+    for bad_y, k in [(y, 3), (torch.tensor([0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2]), 1)]:
+        with pytest.raises(ValueError, match="query batches of"):
+            forward_in_batches(model, params, x, bad_y, k)
