@@ -18,7 +18,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from maml_helpers.checkpoint import load_checkpoint
-from maml_helpers.distributed import shard
+from maml_helpers.distributed import any_process, min_across_processes, shard
 from maml_helpers.errors import MamlError
 from maml_helpers.maml import meta_step
 from test_batched import float64_model
@@ -51,6 +51,9 @@ def worker(rank: int, world: int, port: int, batched: bool, out: str):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
+        # what train agrees on: the stop flag (any process) and a time budget's iterations (the least)
+        assert any_process(rank == 1) and not any_process(False)
+        assert min_across_processes(100 + rank) == 100
         model = train_float64(rank, world, batched)
         torch.save(model.state_dict(), f"{out}.{rank}")
     finally:
