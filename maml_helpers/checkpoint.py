@@ -19,8 +19,24 @@ FORMAT = "maml_helpers.checkpoint/1"
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
-    """Write ``state`` atomically: a crash mid-write keeps the previous checkpoint intact."""
+    """Write ``state`` atomically: a crash mid-write keeps the previous checkpoint intact.
+
+    A learning curve (``state["curve"]``, one dict per iteration) is stored by column, which
+    does not repeat the field names in every row; ``load_checkpoint`` gives the rows back.
+    """
+    if isinstance(state.get("curve"), list):
+        rows = state["curve"]
+        fields = list(dict.fromkeys(k for r in rows for k in r))  # rows of older runs lack later fields
+        state = {**state, "curve": {"columns": {k: [r.get(k) for r in rows] for k in fields}}}
     atomic_write(path, lambda f: torch.save({"format": FORMAT, **state}, f))
+
+
+def _curve_rows(curve):
+    """Rows from a curve stored by column (or already rows, as older checkpoints hold it)."""
+    if not isinstance(curve, dict):
+        return curve
+    columns = curve["columns"]
+    return [dict(zip(columns, values)) for values in zip(*columns.values())]
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -49,4 +65,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             f"{path} is a PyTorch file but not a maml_helpers checkpoint (no '{FORMAT}' format "
             "tag), so its setting (ways, shots, architecture) is unknown. Use a checkpoint "
             "written by `python -m maml_helpers.train`.")
+    if "curve" in state:
+        try:
+            state["curve"] = _curve_rows(state["curve"])
+        except (KeyError, TypeError, AttributeError):
+            raise CheckpointError(f"{path} is damaged: its learning curve cannot be read. Use "
+                                  "another checkpoint, e.g. an earlier one.") from None
     return state

@@ -264,6 +264,23 @@ def test_damaged_checkpoint_contents(tmp_path):
         load_checkpoint(tmp_path / "trunc.pt")
 
 
+def test_curve_is_stored_by_column_and_read_back_as_rows(tmp_path):
+    rows = [{"iteration": i, "train_loss": 1 / i, "val_acc": None if i % 2 else 0.5} for i in range(1, 5)]
+    save_checkpoint(tmp_path / "c.pt", {"curve": rows})
+    stored = torch.load(tmp_path / "c.pt", weights_only=True)["curve"]
+    assert stored == {"columns": {"iteration": [1, 2, 3, 4], "train_loss": [1, 0.5, 1 / 3, 0.25],
+                                  "val_acc": [None, 0.5, None, 0.5]}}
+    assert load_checkpoint(tmp_path / "c.pt")["curve"] == rows
+    older = [{"iteration": 1}, {"iteration": 2, "meta_lr": 1e-3}]  # a field added mid-run
+    save_checkpoint(tmp_path / "m.pt", {"curve": older})
+    assert load_checkpoint(tmp_path / "m.pt")["curve"] == [{"iteration": 1, "meta_lr": None}, older[1]]
+    torch.save({"format": "maml_helpers.checkpoint/1", "curve": rows}, tmp_path / "old.pt")  # rows, as before
+    assert load_checkpoint(tmp_path / "old.pt")["curve"] == rows
+    torch.save({"format": "maml_helpers.checkpoint/1", "curve": {"rows": 3}}, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="learning curve cannot be read"):
+        load_checkpoint(tmp_path / "bad.pt")
+
+
 def test_atomic_save_leaves_old_file_on_failure(tmp_path):
     save_checkpoint(tmp_path / "x.pt", {"a": 1})
     with pytest.raises(Exception):
