@@ -12,6 +12,8 @@ One module per concept:
   model     - the paper's 4-layer conv net, used functionally
   maml      - inner loop (adapt), meta-step, evaluation
   batched   - the same meta-gradient with all tasks of a meta-batch in one pass
+  double_backward - convolution and BatchNorm with hand-derived second derivatives
+  allocator - keep freed memory for reuse (glibc), a CPU speed-up
   distributed - a meta-batch shared by several processes (torchrun)
   checkpoint- atomic save and safe load of training state
   train / evaluate / bench - the command-line programs (python -m maml_helpers.train ...)

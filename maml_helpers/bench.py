@@ -4,8 +4,9 @@
     python -m maml_helpers.bench --compare --json bench.json     # all settings, and `higher`
 
 Contenders compute the same meta-gradient: our per-task loop (maml.py) and our batched
-meta-step (batched.py), each in second and first order, and, with --compare, Facebook
-Research's `higher` library (second order; `pip install higher`). Before timing, every
+meta-step (batched.py), each in second and first order; the batched second order once more
+with PyTorch's own double-backward formulas instead of double_backward.py's; and, with
+--compare, Facebook Research's `higher` library (second order; `pip install higher`). Before timing, every
 contender's gradient is compared with the loop's (max |difference| is printed: float32
 rounding only; the float64 proofs are in tests/). Each is warmed up, then timed in
 interleaved rounds (median and quartiles). Achieved GFLOP/s use the FLOPs that
@@ -17,6 +18,9 @@ meta-step does not depend on the pixels, so no data set is needed.
 With --compare the last line is `speedup_vs_higher: X.XX`: higher's median time over our
 fastest second-order contender's, at 5-way 1-shot, 1 query per class, meta-batch 32,
 strided net (the paper's Omniglot setting).
+
+By default the process first tells glibc to keep freed memory for reuse (allocator.py),
+which applies to every contender alike; `--malloc default` measures without it.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from .allocator import keep_freed_memory
 from .batched import batched_meta_gradient
 from .errors import MamlError, run_cli
 from .files import atomic_write
@@ -48,6 +53,9 @@ COMPARE_SETTINGS = {
 }
 HEADLINE = "5w1s-1q-strided"
 HIGHER = "higher, second order"
+PYTORCH_DOUBLE_BACKWARD = "batched, torch formulas"  # second order, PyTorch's double backward
+CONTENDERS = ("loop, second order", "batched, second order", "loop, first order", "batched, first order",
+              PYTORCH_DOUBLE_BACKWARD, HIGHER)
 
 
 def random_tasks(batch: int, ways: int, shots: int, queries: int, seed: int = 0) -> TaskBatch:
@@ -87,6 +95,8 @@ def contenders(model, tasks: TaskBatch, inner_lr: float, steps: int, with_higher
                                  f"loop, {order}")
         fns[f"batched, {order}"] = (lambda fo=fo: batched_meta_gradient(model, params, tasks, inner_lr,
                                                                         steps, fo)[0], f"loop, {order}")
+    fns[PYTORCH_DOUBLE_BACKWARD] = (lambda: batched_meta_gradient(model, params, tasks, inner_lr, steps,
+                                                                   hand_derived=False)[0], "loop, second order")
     if with_higher:
         fns[HIGHER] = (lambda: higher_meta_gradient(model, tasks, inner_lr, steps), "loop, second order")
     return fns
@@ -104,12 +114,15 @@ def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
     return 2 * size ** 3 / best / 1e9
 
 
-def bench_setting(ways, shots, queries, meta_batch, steps, arch, rounds, warmup, with_higher) -> dict:
+def bench_setting(ways, shots, queries, meta_batch, steps, arch, rounds, warmup, with_higher,
+                  only: list[str] | None = None) -> dict:
     tasks = random_tasks(meta_batch, ways, shots, queries)
     torch.manual_seed(0)
     model = ConvNet(ways, arch=arch)
     inner_lr = paper_defaults(ways)["inner_lr"]
     fns = contenders(model, tasks, inner_lr, steps, with_higher)
+    if only:  # the timed ones, and the loops they are checked against
+        fns = {n: f for n, f in fns.items() if n in only or any(fns[o][1] == n for o in only)}
     reference, flops, diffs = {}, {}, {}
     for name, (fn, ref) in fns.items():  # one untimed call each: gradient check and FLOP count
         with FlopCounterMode(display=False) as counter:
@@ -118,7 +131,8 @@ def bench_setting(ways, shots, queries, meta_batch, steps, arch, rounds, warmup,
             reference[ref], flops[ref] = grads, counter.get_total_flops()
         flops[name] = flops[ref]
         diffs[name] = max((g - r).abs().max().item() for g, r in zip(grads, reference[ref]))
-    timings = compare_timings({name: fn for name, (fn, _) in fns.items()}, rounds=rounds, warmup=warmup)
+    timed = {name: fn for name, (fn, _) in fns.items() if not only or name in only}
+    timings = compare_timings(timed, rounds=rounds, warmup=warmup)
     return {"setting": dict(ways=ways, shots=shots, queries=queries, meta_batch=meta_batch,
                             inner_steps=steps, arch=arch),
             "contenders": {name: {"median_s": t.median, "q1_s": t.iqr[0], "q3_s": t.iqr[1],
@@ -132,12 +146,12 @@ def table(name: str, result: dict, mm_rate: float) -> str:
     s = result["setting"]
     rows = [f"{name}: {s['ways']}-way {s['shots']}-shot, {s['queries']} queries/class, meta-batch "
             f"{s['meta_batch']}, {s['inner_steps']} inner step(s), {s['arch']} net",
-            f"  {'contender':<22s} {'median s':>9s} {'IQR s':>17s} {'speedup':>8s} "
+            f"  {'contender':<24s} {'median s':>9s} {'IQR s':>17s} {'speedup':>8s} "
             f"{'GFLOP/s':>8s} {'% of mm':>8s} {'max |Δ grad|':>13s}"]
     contenders = result["contenders"]
-    base = contenders.get(HIGHER, contenders["loop, second order"])["median_s"]
+    base = (contenders.get(HIGHER) or contenders.get("loop, second order") or next(iter(contenders.values())))["median_s"]
     for cname, c in contenders.items():
-        rows.append(f"  {cname:<22s} {c['median_s']:9.3f} [{c['q1_s']:7.3f}, {c['q3_s']:7.3f}] "
+        rows.append(f"  {cname:<24s} {c['median_s']:9.3f} [{c['q1_s']:7.3f}, {c['q3_s']:7.3f}] "
                     f"{base / c['median_s']:7.2f}x {c['gflops']:8.1f} {100 * c['gflops'] / mm_rate:7.1f}% "
                     f"{c['max_abs_diff_vs_loop']:13.2e}")
     return "\n".join(rows)
@@ -145,7 +159,7 @@ def table(name: str, result: dict, mm_rate: float) -> str:
 
 def fastest_second_order(result: dict) -> tuple[str, float]:
     ours = {n: c["median_s"] for n, c in result["contenders"].items()
-            if n.endswith("second order") and n != HIGHER}
+            if "first order" not in n and n != HIGHER}
     best = min(ours, key=ours.get)
     return best, ours[best]
 
@@ -163,11 +177,19 @@ def main(argv=None) -> int:
     p.add_argument("--meta-batch", type=int)
     p.add_argument("--inner-steps", type=int)
     p.add_argument("--arch", choices=ARCHITECTURES, default="strided")
+    p.add_argument("--contenders", nargs="+", choices=CONTENDERS, metavar="NAME",
+                   help="time only these, quoted as in the table: " + "; ".join(f"'{c}'" for c in CONTENDERS))
     p.add_argument("--iterations", type=int, default=5, help="timed rounds per contender")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--malloc", choices=("keep", "default"), default="keep",
+                   help="keep: glibc keeps freed memory for reuse (allocator.py; default); "
+                        "default: glibc's own behaviour")
     p.add_argument("--json", help="write the results to this file")
     args = p.parse_args(argv)
+    if args.contenders and HIGHER in args.contenders and not args.compare:
+        p.error(f"'{HIGHER}' is timed with --compare only")
+    kept = args.malloc == "keep" and keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     rounds = max(2, args.iterations)
@@ -178,17 +200,19 @@ def main(argv=None) -> int:
         settings = {"custom": (args.ways, args.shots, args.queries, args.meta_batch or d["meta_batch"],
                                args.inner_steps or d["train_steps"], args.arch)}
     mm_rate = matmul_gflops()
-    print(f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+    malloc = "freed memory kept for reuse" if kept else "allocator's default"
+    print(f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, {malloc}; "
           f"torch.mm 2048x2048 float32: {mm_rate:.1f} GFLOP/s")
     results = {}
     for name, setting in settings.items():
-        results[name] = bench_setting(*setting, rounds=rounds, warmup=args.warmup, with_higher=args.compare)
+        results[name] = bench_setting(*setting, rounds=rounds, warmup=args.warmup, with_higher=args.compare,
+                                      only=args.contenders)
         print(table(name, results[name], mm_rate), flush=True)
     record = {"machine": platform.machine(), "processor": platform.processor(),
-              "torch": str(torch.__version__), "threads": torch.get_num_threads(),
+              "torch": str(torch.__version__), "threads": torch.get_num_threads(), "malloc_keep": kept,
               "matmul_gflops": mm_rate, "rounds": rounds, "settings": results}
     headline = None
-    if args.compare and HEADLINE in results:
+    if args.compare and HEADLINE in results and not args.contenders:
         best, seconds = fastest_second_order(results[HEADLINE])
         headline = results[HEADLINE]["contenders"][HIGHER]["median_s"] / seconds
         record["speedup_vs_higher"] = {"value": headline, "setting": HEADLINE, "ours": best}

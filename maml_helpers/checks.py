@@ -53,3 +53,17 @@ def finite_difference_grad(
                 gflat[i] = (up - down) / (2 * eps)
             grads.append(g)
     return grads
+
+
+def second_derivatives(fn: Callable[..., torch.Tensor], inputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """Gradient w.r.t. ``inputs`` of a fixed scalar built from *all* of fn's first derivatives.
+
+    Two implementations with the same second derivatives give the same result; one whose
+    double backward drops or bends a term does not. The scalar mixes every first derivative
+    linearly (fixed cos weights) and quadratically, so each term of the double backward counts.
+    """
+    y = fn(*inputs)
+    fixed = lambda t, f: f(torch.arange(t.numel(), dtype=t.dtype)).view_as(t)  # noqa: E731
+    first = torch.autograd.grad((y * fixed(y, torch.sin)).sum(), inputs, create_graph=True)
+    s = sum((g * g).sum() + (g * fixed(g, torch.cos)).sum() for g in first)
+    return torch.autograd.grad(s, inputs, allow_unused=True, materialize_grads=True)

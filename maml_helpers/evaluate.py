@@ -23,6 +23,7 @@ import json
 
 import torch
 
+from .allocator import keep_freed_memory
 from .checkpoint import load_checkpoint
 from .errors import CheckpointError, DataError, MamlError, run_cli
 from .files import atomic_write
@@ -92,6 +93,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="also write the result to this file (atomically)")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     args = p.parse_args(argv)
+    keep_freed_memory()  # allocator.py: faster on CPU, the same numbers
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.tasks < 2:

@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from maml_helpers.batched import batched_forward, batched_meta_gradient
+from maml_helpers import batched
+from maml_helpers.batched import auto_chunk, batched_forward, batched_meta_gradient
 from maml_helpers.maml import forward, meta_gradient, meta_step, params_of
 from maml_helpers.model import ConvNet
 from test_maml import small_tasks
@@ -80,3 +81,32 @@ def test_batched_engine_refuses_what_it_cannot_compute():
                   loss_fn=torch.nn.functional.mse_loss, batched=True)
     with pytest.raises(TypeError, match="ConvNet"):
         batched_forward(nn.Linear(2, 2), {}, tasks.support_x)
+
+
+@pytest.mark.parametrize("arch", ["strided", "maxpool"])
+def test_pytorch_formulas_give_the_same_meta_gradient(arch):
+    """hand_derived=False (PyTorch's double backward, bench's 'torch formulas') is the loop too."""
+    model = float64_model(arch)
+    tasks = small_tasks(batch=4, size=16)
+    params = params_of(model)
+    want, _, _ = meta_gradient(model, params, tasks, 0.4, 2)
+    got, _, _ = batched_meta_gradient(model, params, tasks, 0.4, 2, hand_derived=False)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_auto_chunk_keeps_activations_under_the_budget(monkeypatch):
+    from maml_helpers.bench import random_tasks
+    # the max-pool 15-query setting: 32 tasks of 75 images; 64 x 28 x 28 floats each: 481 MB
+    assert auto_chunk(ConvNet(5, arch="maxpool"), random_tasks(32, 5, 1, 15)) == 16
+    assert auto_chunk(ConvNet(5), random_tasks(32, 5, 1, 1)) == 32  # 8 MB: one pass
+    # a budget below one task's activations: one task per pass, still the loop's meta-gradient
+    model = float64_model("strided")
+    tasks = small_tasks(batch=5, size=16)
+    monkeypatch.setattr(batched, "CHUNK_BYTES", 1)
+    assert auto_chunk(model, tasks) == 1
+    params = params_of(model)
+    want, _, _ = meta_gradient(model, params, tasks, 0.4, 1)
+    got, _, _ = batched_meta_gradient(model, params, tasks, 0.4, 1)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import signal
 import subprocess
@@ -297,10 +298,31 @@ def test_bench_writes_json(tmp_path):
     [setting] = record["settings"].values()
     contenders = setting["contenders"]
     assert set(contenders) == {"loop, second order", "loop, first order", "batched, second order",
-                               "batched, first order"}
+                               "batched, first order", "batched, torch formulas"}
     assert all(c["median_s"] > 0 and c["gflops"] > 0 for c in contenders.values())
     assert all(c["max_abs_diff_vs_loop"] < 1e-4 for c in contenders.values())  # same gradient
     assert record["matmul_gflops"] > 0 and "speedup_vs_higher" not in result.stdout
+    assert record["malloc_keep"] is (platform.libc_ver()[0] == "glibc")
+    assert "freed memory kept for reuse" in result.stdout.splitlines()[0]
+
+
+def test_bench_times_only_the_contenders_asked_for(tmp_path):
+    result = run("bench", "--meta-batch", "2", "--iterations", "2", "--contenders", "batched, first order",
+                 "--malloc", "default", "--json", str(tmp_path / "b.json"))
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "b.json").read_text())
+    [setting] = record["settings"].values()
+    [(name, timed)] = setting["contenders"].items()
+    assert name == "batched, first order" and timed["max_abs_diff_vs_loop"] < 1e-4  # still checked
+    assert record["malloc_keep"] is False and "allocator's default" in result.stdout
+    refused = run("bench", "--contenders", "higher, second order")
+    assert refused.returncode == 2 and "--compare only" in refused.stderr
+
+
+def test_keep_freed_memory_is_taken_by_glibc():
+    code = "from maml_helpers.allocator import keep_freed_memory; print(keep_freed_memory())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == str(platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
 
 
 def test_bench_compare_ends_with_the_speedup_over_higher(tmp_path):
