@@ -7,14 +7,16 @@ correct but slow on the batched engine's tensors:
 * BatchNorm's (``batchnorm_double_backward``) runs over 50 operations on activation-sized
   tensors; written with the five per-channel sums it needs, 12 (notebook 06 counts both);
 * a grouped convolution's loops over groups (one small convolution per task and layer);
-  the same term is a single grouped ``convolution_backward`` call.
+  the same term is a single grouped ``convolution_backward`` call. And where all groups
+  share one filter bank (every task at theta, the first inner step), the forward and the
+  input gradients run as one ordinary convolution.
 
 ``conv2d`` and ``batch_norm`` compute exactly what ``F.conv2d`` and ``F.batch_norm`` (training
-mode, no running statistics) compute, with the same first and
-second derivatives; only the order of floating-point operations differs. Third derivatives
-are not provided: asking for one (create_graph=True through a second derivative) raises.
-``tests/test_double_backward.py`` checks both orders against PyTorch's own formulas and
-against finite differences in float64; notebook 06 times them.
+mode, no running statistics) compute, with the same first and second derivatives; only the
+order of floating-point operations differs. Third derivatives are not provided: asking for
+one (create_graph=True through a second derivative) raises. ``tests/test_double_backward.py``
+checks both orders against PyTorch's own formulas and against finite differences in float64;
+notebook 06 counts and times them.
 
 The BatchNorm derivation, per channel over its M values (x-hat = (x - mean) * s, with
 s = 1/sqrt(var + eps), and y = w * x-hat + b). Its backward, for v = dL/dy:
@@ -35,10 +37,11 @@ and ds/dx = -s**2 * x-hat / M.)
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch.autograd import Function
-import functools
 
 
 def _per_channel(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -147,7 +150,7 @@ class _Bank:
         g, o = bank.shape[:2]
         if g > 1 and bank.stride(0) == 0:
             shared_bias = bias is None or bias.stride(0) == 0
-            y = F.conv2d(x.view(-1, bank.shape[2], *x.shape[2:]), bank[0],
+            y = F.conv2d(x.reshape(-1, bank.shape[2], *x.shape[2:]), bank[0],
                          None if bias is None or not shared_bias else bias[0], self.stride, self.padding)
             y = y.view(x.shape[0], g * o, *y.shape[2:])
             return y if shared_bias else y + bias.reshape(1, -1, 1, 1)
@@ -157,7 +160,7 @@ class _Bank:
     def input_grad(self, gy, x, bank):
         g, o = bank.shape[:2]
         if g > 1 and bank.stride(0) == 0:
-            flat = lambda t, c: t.view(-1, c, *t.shape[2:])  # noqa: E731
+            flat = lambda t, c: t.reshape(-1, c, *t.shape[2:])  # noqa: E731
             return self._conv_backward(flat(gy, o), flat(x, bank.shape[2]), bank[0], 1,
                                        [True, False, False])[0].view(x.shape)
         return self._conv_backward(gy, x, bank.reshape(g * o, *bank.shape[2:]), g, [True, False, False])[0]
@@ -165,7 +168,7 @@ class _Bank:
     def weight_grad(self, gy, x, bank):
         g, o = bank.shape[:2]
         # only the filters' shape matters to a weight gradient: a shared bank is not copied out
-        w = (torch.empty(g * o, *bank.shape[2:], dtype=bank.dtype) if bank.stride(0) == 0 and g > 1
+        w = (bank.new_empty((g * o, *bank.shape[2:])) if bank.stride(0) == 0 and g > 1
              else bank.reshape(g * o, *bank.shape[2:]))
         return self._conv_backward(gy, x, w, g, [False, True, False])[1].view(bank.shape)
 
@@ -228,6 +231,6 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, str
     pair = lambda v: [v, v] if isinstance(v, int) else list(v)  # noqa: E731
     if weight.dim() == 5:
         return _Conv2d.apply(x, weight, bias, pair(stride), pair(padding))
-    bank = weight.view(groups, weight.shape[0] // groups, *weight.shape[1:])
-    bias = None if bias is None else bias.view(groups, -1)
+    bank = weight.reshape(groups, weight.shape[0] // groups, *weight.shape[1:])
+    bias = None if bias is None else bias.reshape(groups, -1)
     return _Conv2d.apply(x, bank, bias, pair(stride), pair(padding))

@@ -52,6 +52,25 @@ def test_conv2d_values_and_derivatives(stride, groups, input_needs_grad):
         torch.testing.assert_close(a, c, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("shared_bias", [True, False])
+def test_a_shared_bank_is_the_grouped_convolution_of_copies(stride, shared_bias):
+    """Filters (groups, O, C, k, k) expanded from one theta run as one plain convolution."""
+    groups = 3
+    theta, bias0 = f64(4, 2, 3, 3, seed=1), f64(4, seed=2)
+    x = f64(2, 2 * groups, 7, 7, seed=0).transpose(2, 3)  # not contiguous, on purpose
+    expand = lambda t: t.unsqueeze(0).expand(groups, *t.shape)  # noqa: E731
+    ours = lambda x_, t_, b_: conv2d(x_, expand(t_), expand(b_) if shared_bias else b_.repeat(groups, 1),  # noqa: E731
+                                     stride=stride, padding=1)
+    theirs = lambda x_, t_, b_: F.conv2d(x_, t_.repeat(groups, 1, 1, 1), b_.repeat(groups),  # noqa: E731
+                                         stride=stride, padding=1, groups=groups)
+    inputs = (x, theta, bias0)
+    torch.testing.assert_close(ours(*inputs), theirs(*inputs), rtol=0, atol=1e-12)
+    assert gradcheck(ours, inputs) and gradgradcheck(ours, inputs)
+    for a, c in zip(second_derivatives(ours, inputs), second_derivatives(theirs, inputs)):
+        torch.testing.assert_close(a, c, rtol=1e-10, atol=1e-10)
+
+
 def test_first_derivatives_without_a_graph_equal_pytorchs():
     """Outside create_graph BatchNorm takes PyTorch's fused backward: same numbers either way."""
     x, w, b = f64(4, 3, 5, 5, seed=0), f64(3, seed=1, low=0.5), f64(3, seed=2)
