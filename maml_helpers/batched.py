@@ -49,7 +49,8 @@ def batched_forward(model: ConvNet, params: Params, x: torch.Tensor, hand_derive
             if hand_derived:  # a bank of filters per task; theta.expand(...) runs as one plain conv
                 h = double_backward.conv2d(h, w, b, layer.stride, layer.padding)
             else:
-                h = F.conv2d(h, w.reshape(-1, *w.shape[2:]), b.reshape(-1), layer.stride, layer.padding, groups=tasks)
+                h = F.conv2d(h, w.reshape(-1, *w.shape[2:]), b.reshape(-1), layer.stride, layer.padding,
+                             groups=tasks)
         elif isinstance(layer, nn.BatchNorm2d):
             h = bn(h, params[key + "weight"].reshape(-1), params[key + "bias"].reshape(-1), layer.eps)
         elif isinstance(layer, (nn.ReLU, nn.MaxPool2d)):

@@ -6,14 +6,15 @@
 Contenders compute the same meta-gradient: our per-task loop (maml.py) and our batched
 meta-step (batched.py), each in second and first order; the batched second order once more
 with PyTorch's own double-backward formulas instead of double_backward.py's; and, with
---compare, Facebook Research's `higher` library (second order; `pip install higher`). Before timing, every
-contender's gradient is compared with the loop's (max |difference| is printed: float32
-rounding only; the float64 proofs are in tests/). Each is warmed up, then timed in
-interleaved rounds (median and quartiles). Achieved GFLOP/s use the FLOPs that
+--compare, Facebook Research's `higher` library (second order; `pip install higher`).
+Before timing, every contender's gradient is compared with the loop's (max |difference| is
+printed: float32 rounding only; the float64 proofs are in tests/). Each is warmed up, then
+timed in interleaved rounds (median and quartiles). Achieved GFLOP/s use the FLOPs that
 torch.utils.flop_counter counts in one call, next to a torch.mm 2048x2048 float32 rate
 measured in the same run; the FLOPs are the loop's for every contender of the same order
-(the same arithmetic; the counter overcounts grouped convolutions' backward). Random images of Omniglot's shape are used: the time of a
-meta-step does not depend on the pixels, so no data set is needed.
+(the same arithmetic; the counter overcounts grouped convolutions' backward). Random images
+of Omniglot's shape are used: the time of a meta-step does not depend on the pixels, so no
+data set is needed.
 
 With --compare the last line is `speedup_vs_higher: X.XX`: higher's median time over our
 fastest second-order contender's, at 5-way 1-shot, 1 query per class, meta-batch 32,
@@ -149,7 +150,8 @@ def table(name: str, result: dict, mm_rate: float) -> str:
             f"  {'contender':<24s} {'median s':>9s} {'IQR s':>17s} {'speedup':>8s} "
             f"{'GFLOP/s':>8s} {'% of mm':>8s} {'max |Δ grad|':>13s}"]
     contenders = result["contenders"]
-    base = (contenders.get(HIGHER) or contenders.get("loop, second order") or next(iter(contenders.values())))["median_s"]
+    base = (contenders.get(HIGHER) or contenders.get("loop, second order")
+            or next(iter(contenders.values())))["median_s"]  # with --contenders, maybe neither
     for cname, c in contenders.items():
         rows.append(f"  {cname:<24s} {c['median_s']:9.3f} [{c['q1_s']:7.3f}, {c['q3_s']:7.3f}] "
                     f"{base / c['median_s']:7.2f}x {c['gflops']:8.1f} {100 * c['gflops'] / mm_rate:7.1f}% "

@@ -55,7 +55,8 @@ def finite_difference_grad(
     return grads
 
 
-def second_derivatives(fn: Callable[..., torch.Tensor], inputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+def second_derivatives(fn: Callable[..., torch.Tensor],
+                       inputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
     """Gradient w.r.t. ``inputs`` of a fixed scalar built from *all* of fn's first derivatives.
 
     Two implementations with the same second derivatives give the same result; one whose

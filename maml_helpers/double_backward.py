@@ -142,13 +142,17 @@ class _Bank:
     def __init__(self, stride, padding):
         self.stride, self.padding = stride, padding
 
+    @staticmethod
+    def shared(bank) -> bool:
+        return bank.shape[0] > 1 and bank.stride(0) == 0
+
     def _conv_backward(self, gy, x, w, groups, mask):
         return torch.ops.aten.convolution_backward(gy, x, w, None, self.stride, self.padding, [1, 1], False,
                                                    [0, 0], groups, mask)
 
     def forward(self, x, bank, bias=None):
         g, o = bank.shape[:2]
-        if g > 1 and bank.stride(0) == 0:
+        if self.shared(bank):
             shared_bias = bias is None or bias.stride(0) == 0
             y = F.conv2d(x.reshape(-1, bank.shape[2], *x.shape[2:]), bank[0],
                          None if bias is None or not shared_bias else bias[0], self.stride, self.padding)
@@ -159,7 +163,7 @@ class _Bank:
 
     def input_grad(self, gy, x, bank):
         g, o = bank.shape[:2]
-        if g > 1 and bank.stride(0) == 0:
+        if self.shared(bank):
             flat = lambda t, c: t.reshape(-1, c, *t.shape[2:])  # noqa: E731
             return self._conv_backward(flat(gy, o), flat(x, bank.shape[2]), bank[0], 1,
                                        [True, False, False])[0].view(x.shape)
@@ -168,8 +172,8 @@ class _Bank:
     def weight_grad(self, gy, x, bank):
         g, o = bank.shape[:2]
         # only the filters' shape matters to a weight gradient: a shared bank is not copied out
-        w = (bank.new_empty((g * o, *bank.shape[2:])) if bank.stride(0) == 0 and g > 1
-             else bank.reshape(g * o, *bank.shape[2:]))
+        shape = (g * o, *bank.shape[2:])
+        w = bank.new_empty(shape) if self.shared(bank) else bank.reshape(shape)
         return self._conv_backward(gy, x, w, g, [False, True, False])[1].view(bank.shape)
 
 

@@ -14,6 +14,7 @@ from torch import nn
 
 from maml_helpers import batched
 from maml_helpers.batched import auto_chunk, batched_forward, batched_meta_gradient
+from maml_helpers.bench import random_tasks
 from maml_helpers.maml import forward, meta_gradient, meta_step, params_of
 from maml_helpers.model import ConvNet
 from test_maml import small_tasks
@@ -96,7 +97,6 @@ def test_pytorch_formulas_give_the_same_meta_gradient(arch):
 
 
 def test_auto_chunk_keeps_activations_under_the_budget(monkeypatch):
-    from maml_helpers.bench import random_tasks
     # the max-pool 15-query setting: 32 tasks of 75 images; 64 x 28 x 28 floats each: 481 MB
     assert auto_chunk(ConvNet(5, arch="maxpool"), random_tasks(32, 5, 1, 15)) == 16
     assert auto_chunk(ConvNet(5), random_tasks(32, 5, 1, 1)) == 32  # 8 MB: one pass

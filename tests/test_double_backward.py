@@ -32,7 +32,8 @@ def test_batch_norm_values_and_derivatives(shape):
     torch.testing.assert_close(batch_norm(x, w, b), torch_batch_norm(x, w, b), rtol=0, atol=1e-12)
     assert gradcheck(batch_norm, (x, w, b))
     assert gradgradcheck(batch_norm, (x, w, b))
-    for ours, theirs in zip(second_derivatives(batch_norm, (x, w, b)), second_derivatives(torch_batch_norm, (x, w, b))):
+    inputs = (x, w, b)
+    for ours, theirs in zip(second_derivatives(batch_norm, inputs), second_derivatives(torch_batch_norm, inputs)):
         torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-10)
 
 
@@ -60,8 +61,8 @@ def test_a_shared_bank_is_the_grouped_convolution_of_copies(stride, shared_bias)
     theta, bias0 = f64(4, 2, 3, 3, seed=1), f64(4, seed=2)
     x = f64(2, 2 * groups, 7, 7, seed=0).transpose(2, 3)  # not contiguous, on purpose
     expand = lambda t: t.unsqueeze(0).expand(groups, *t.shape)  # noqa: E731
-    ours = lambda x_, t_, b_: conv2d(x_, expand(t_), expand(b_) if shared_bias else b_.repeat(groups, 1),  # noqa: E731
-                                     stride=stride, padding=1)
+    bank_bias = lambda b_: expand(b_) if shared_bias else b_.repeat(groups, 1)  # noqa: E731
+    ours = lambda x_, t_, b_: conv2d(x_, expand(t_), bank_bias(b_), stride=stride, padding=1)  # noqa: E731
     theirs = lambda x_, t_, b_: F.conv2d(x_, t_.repeat(groups, 1, 1, 1), b_.repeat(groups),  # noqa: E731
                                          stride=stride, padding=1, groups=groups)
     inputs = (x, theta, bias0)
