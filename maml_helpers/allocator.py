@@ -4,8 +4,10 @@ glibc's malloc serves every block above a threshold (128 KiB at start, at most 3
 a fresh ``mmap`` and gives it back with ``munmap`` when freed. A batched meta-step allocates
 and frees activations of 8 MB (strided net) to 480 MB (max-pool net, 15 queries) many times
 per step, so the kernel hands out new pages again and again and zeroes each one on its
-first touch (a page fault per 4 KiB). Measured on the course's 2-core machine, that was a
-quarter to a third of a meta-step; notebook 06 and ``bench --malloc`` measure it on yours.
+first touch (a page fault per 4 KiB). Measured on the course's 2-core machine, keeping the
+memory made a batched second-order step a few per cent faster at 1 query per class on the
+strided net, 1.4x at 15 queries (notebook 06), and cut the max-pool net's 15-query step
+from 4.0 s to 2.6 s; notebook 06 and ``bench --malloc`` measure it on yours.
 
 ``keep_freed_memory()`` tells glibc to take all blocks from its heap (``M_MMAP_MAX = 0``)
 and to keep up to 1 GiB of freed heap instead of returning it (``M_TRIM_THRESHOLD``): a
