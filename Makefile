@@ -3,12 +3,13 @@
 # requirements, this package (editable), and Graphviz's `dot` program.
 # For teaching: `make student` (student copies in build/student) and `make site` (static
 # HTML pages in build/site).
+# Publishing a copy: `make badges REPO=https://github.com/OWNER/NAME` (Colab and Binder links).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test setup dot clean student site
+.PHONY: lab test setup dot clean student site badges
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/
@@ -23,6 +24,11 @@ student: $(STAMP)
 # Every notebook with its committed outputs as static HTML, with a contents page.
 site: $(STAMP)
 	$(BIN)/python tools/build_site.py --out build/site
+
+# Colab / Binder badges in the README and the Colab set-up cell atop every notebook, made from
+# the address in pyproject.toml ([tool.course]); REPO=... (and BRANCH=...) record a new one first.
+badges: $(STAMP)
+	$(BIN)/python tools/cloud.py $(if $(REPO),--repo $(REPO)) $(if $(BRANCH),--branch $(BRANCH))
 
 setup: $(STAMP) dot
 

@@ -249,3 +249,6 @@ def test_site_page_navigation_and_folded_solutions(path, site):
     assert not any(urlsplit(u).path.endswith((".ipynb", ".md")) for u in hrefs if "://" not in u)
     nb = nbformat.read(path, as_version=4)
     assert links.details == sum(map(is_solution, nb.cells))
+    # the Colab set-up cell (tools/cloud.py) is for running, not reading: the page leaves it out
+    assert build_site.CLOUD_TAG in nb.cells[0].metadata.get("tags", [])
+    assert "google.colab" not in page.read_text(encoding="utf-8")

@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from student_copies import is_solution, notebook_paths, prepare_out  # noqa: E402  (same folder)
 
 REPO = Path(__file__).resolve().parents[1]
+CLOUD_TAG = "cloud-setup"  # tools/cloud.py's Colab cell
 MARKER = ".course-site"  # marks a folder this script made, so re-running may replace it
 
 # A JupyterLab-style page (nbconvert's `lab` template) plus our navigation and folded solutions.
@@ -297,6 +298,8 @@ def build_site(out: Path, source: Path = REPO / "notebooks", quiet: bool = False
     written = []
     for i, e in enumerate(entries):
         nb = e["nb"]
+        # The Colab set-up cell (tools/cloud.py) does nothing outside Colab: not for reading.
+        nb.cells = [c for c in nb.cells if CLOUD_TAG not in c.metadata.get("tags", [])]
         for cell in nb.cells:
             if is_solution(cell):
                 cell.metadata["course_solution"] = True
