@@ -41,10 +41,10 @@ from nbconvert import HTMLExporter
 from nbconvert.filters import markdown2html
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from student_copies import is_solution, notebook_paths, prepare_out  # noqa: E402  (same folder)
+from cloud import TAG as CLOUD_TAG  # noqa: E402  (same folder; the Colab set-up cell's tag)
+from student_copies import is_solution, notebook_paths, prepare_out  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-CLOUD_TAG = "cloud-setup"  # tools/cloud.py's Colab cell
 MARKER = ".course-site"  # marks a folder this script made, so re-running may replace it
 
 # A JupyterLab-style page (nbconvert's `lab` template) plus our navigation and folded solutions.
