@@ -18,7 +18,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from maml_helpers.checkpoint import load_checkpoint
-from maml_helpers.distributed import any_process, min_across_processes, shard
+from maml_helpers.distributed import _all_reduce, any_process, min_across_processes, shard
 from maml_helpers.errors import MamlError
 from maml_helpers.maml import meta_step
 from test_batched import float64_model
@@ -58,6 +58,26 @@ def worker(rank: int, world: int, port: int, batched: bool, out: str):
         torch.save(model.state_dict(), f"{out}.{rank}")
     finally:
         dist.destroy_process_group()
+
+
+def release_worker(rank: int, world: int, port: int, calls: int):
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        for i in range(calls):
+            t = torch.full((1000,), float(rank))
+            _all_reduce(t)
+            assert t[0].item() == 1.0  # 0 + 1
+            # gloo's thread has let go: dropping `t` now needs no other thread to take the GIL
+            assert t._use_count() == 1, f"call {i}: gloo still holds the tensor"
+    finally:
+        dist.destroy_process_group()
+
+
+def test_all_reduce_returns_only_after_gloo_lets_go_of_the_tensor():
+    """The cause of rare aborts at exit (see distributed._all_reduce). Without the wait, about
+    one plain dist.all_reduce in five returns while gloo still holds the tensor, so 100 calls
+    would all pass by chance with probability about 1e-10."""
+    mp.spawn(release_worker, args=(2, free_port(), 100), nprocs=2, join=True)
 
 
 @pytest.mark.parametrize("batched", [False, True])
