@@ -118,8 +118,11 @@ def write_setting(repo: str, branch: str, root: Path = REPO) -> None:
              f'repository = "https://github.com/{owner}/{name}"\nbranch = "{branch}"\n')
     # The table runs from its header to the next header (or the end of the file).
     old = re.search(r"^\[tool\.course\]\n(?:(?!\[).*\n?)*", text, re.M)
-    text = (text[:old.start()] + table + ("\n" if old.end() < len(text) else "")
-            + text[old.end():] if old else text.rstrip("\n") + "\n\n" + table)
+    if old:
+        rest = text[old.end():]
+        text = text[:old.start()] + table + ("\n" if rest else "") + rest
+    else:
+        text = text.rstrip("\n") + "\n\n" + table
     tomllib.loads(text)  # never write a file that no longer parses
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
