@@ -219,13 +219,7 @@ def samplers(config: dict, data_dir, download: bool):
 
 def main(argv=None) -> int:
     try:
-        code = train(build_parser().parse_args(argv), argv)
-        if torch.distributed.is_initialized():
-            # Process 0 validates and writes after the last collective while the others are
-            # done: let every process reach the end before any of them tears down its gloo
-            # connections (a process that left early was once seen to abort in that teardown).
-            torch.distributed.barrier()
-        return code
+        return train(build_parser().parse_args(argv), argv)
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
