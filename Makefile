@@ -4,18 +4,46 @@
 # For teaching: `make student` (student copies in build/student) and `make site` (static
 # HTML pages in build/site).
 # Publishing a copy: `make badges REPO=https://github.com/OWNER/NAME` (Colab and Binder links).
+#
+# Variables:
+#   TORCH=cpu   PyTorch's CPU-only wheels (Linux without an NVIDIA GPU: 190 MB instead of
+#               several GB of CUDA libraries). Give it on the first `make` (or after `make clean`).
+#   ARGS=...    more JupyterLab options for `make lab`, e.g. ARGS="--port=9000 --ip=0.0.0.0".
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The one address of PyTorch's CPU-only wheels (binder/requirements.txt uses it too; a test checks).
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
 
-.PHONY: lab test setup dot clean student site badges
+# The venv remembers which wheels it was made with (in $(STAMP)); TORCH defaults to that, so a
+# later reinstall keeps them, and asking for the other kind is refused with the way to switch.
+INSTALLED_TORCH := $(if $(wildcard $(STAMP)),$(patsubst torch=%,%,$(shell cat $(STAMP))))
+ifeq ($(origin TORCH),undefined)
+TORCH := $(filter cpu,$(INSTALLED_TORCH))
+endif
+ifneq ($(filter-out cpu,$(TORCH)),)
+$(error TORCH=$(TORCH) is not a choice: use TORCH=cpu for PyTorch's CPU-only wheels, or leave TORCH out)
+endif
+ifneq ($(filter default cpu,$(INSTALLED_TORCH)),)
+ifneq ($(INSTALLED_TORCH),$(or $(TORCH),default))
+$(error .venv holds PyTorch's $(INSTALLED_TORCH) wheels, not the ones TORCH=$(TORCH) asks for: run `make clean`, then `make setup TORCH=$(TORCH)`)
+endif
+endif
+
+.PHONY: lab test test-portable setup dot clean student site badges
 
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/python tools/lab.py $(ARGS)
 
+# Test files and notebooks run in parallel, one file per worker (a notebook's cells stay in order).
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile --durations=10 -rfEs
+
+# Every notebook replayed under other numerical settings (instruction sets, MKL and oneDNN code
+# paths, thread counts; listed in tools/portable.py): a compared output that changes fails.
+test-portable: setup
+	$(BIN)/python tools/portable.py
 
 # Student copies of every notebook: no outputs, solutions replaced by stubs.
 student: $(STAMP)
@@ -35,9 +63,9 @@ setup: $(STAMP) dot
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet $(if $(TORCH),--extra-index-url $(TORCH_CPU_INDEX)) -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
-	touch $@
+	echo "torch=$(or $(TORCH),default)" > $@
 
 dot:
 	@tools/ensure_dot.sh

@@ -1,5 +1,6 @@
-"""JupyterLab in a real browser: start `jupyter lab` from this environment, open notebook 01 in
-Debian's Chromium (driven by Playwright), Run All Cells, and see the worked values appear.
+"""JupyterLab in a real browser: start JupyterLab as `make lab` does (tools/lab.py), open
+notebook 01 in Debian's Chromium (driven by Playwright), Run All Cells, and see the worked
+values appear.
 
 Leaves a screenshot in build/artifacts/jupyterlab_01.png. Needs /usr/bin/chromium (Debian
 package `chromium`; .ci/run installs it): without it the test is skipped locally and fails in
@@ -108,13 +109,13 @@ def lab(tmp_path_factory):
            "JUPYTER_CONFIG_DIR": str(root / "config"),
            "JUPYTER_RUNTIME_DIR": str(runtime),
            "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-           "--port-retries=0", f"--IdentityProvider.token={token}",
-           f"--ServerApp.root_dir={course}",
+    # The command `make lab` runs (tools/lab.py: --allow-root for root, --no-browser without a
+    # display), with the test's own port, token, folder and page hooks added.
+    cmd = [sys.executable, str(REPO / "tools" / "lab.py"), "--notebooks", str(course / "notebooks"),
+           "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--port-retries=0",
+           f"--IdentityProvider.token={token}",
            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
            "--LabApp.expose_app_in_browser=True"]  # window.jupyterapp: see when cells have run
-    if os.geteuid() == 0:  # CI containers run as root
-        cmd.append("--allow-root")
     log_path = root / "jupyter.log"
     log = open(log_path, "w")
     server = subprocess.Popen(cmd, cwd=course, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -194,7 +195,7 @@ def test_run_all_cells_of_notebook_01_in_jupyterlab(lab):
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         try:
             page.set_default_timeout(90_000)
-            page.goto(f"{lab['base']}/lab/tree/notebooks/{NOTEBOOK}?token={lab['token']}")
+            page.goto(f"{lab['base']}/lab/tree/{NOTEBOOK}?token={lab['token']}")
             page.locator(".jp-NotebookPanel .jp-CodeCell").first.wait_for()
             # the notebook is the current widget, its kernel is connected and idle, and
             # "Run All Cells" is enabled (clicking it any earlier does nothing)
