@@ -128,6 +128,12 @@ def load_model(path: str | os.PathLike, training: bool = False) -> tuple[ConvNet
         raise CheckpointError(f"{path} is {what}: it lacks {', '.join(map(repr, missing))}. "
                               + ("--resume needs the checkpoint.pt that training writes beside model.pt."
                                  if training else "Use a checkpoint written by `python -m maml_helpers.train`."))
+    best = state.get("best")
+    if training and not (isinstance(state["iteration"], int) and isinstance(state["elapsed_s"], (int, float))
+                         and isinstance(state["curve"], list) and isinstance(best, dict)
+                         and {"val_acc", "iteration"} <= best.keys()):
+        raise CheckpointError(f"{path} is damaged: its training progress (iteration, time, curve, best "
+                              "model) cannot be read. Resume from another checkpoint, or start a new run.")
     try:
         state["config"] = check_setting(state["config"])
     except MamlError as err:

@@ -316,7 +316,7 @@ def load_omniglot(root: str | os.PathLike | None = None, download: bool = True,
                 raise ValueError(f"it records the fingerprint {str(fingerprint)[:16]}..., not Omniglot's")
             return _read_cache(array_path, fingerprint)
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as err:
-            _notice(f"the Omniglot cache {array_path} is unreadable ({err}); rebuilding it from the "
+            _notice(f"the Omniglot cache {array_path} cannot be used ({err}); rebuilding it from the "
                     "archives (about half a minute).")
     data = preprocess(folder, FINGERPRINT)
     array_path = cache / f"omniglot{IMAGE_SIZE}-{data.fingerprint}.npz"

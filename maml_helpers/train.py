@@ -276,11 +276,7 @@ def train(args: argparse.Namespace, argv) -> int:
         torch.backends.cudnn.allow_tf32 = False
     rank, world = init_from_env(device)
     check_divisible(config["meta_batch"], world)  # before loading the data: fail fast
-    data, train_sampler, val_sampler = samplers(config, args.data, not args.no_download)
-    if rank:  # only process 0 validates and writes
-        val_sampler = None
-    else:  # what a killed run (kill -9 mid-write) left behind
-        remove_stale_parts(out, OUT_FILES)
+    # the model and the optimizer before the data: a bad checkpoint fails fast
     torch.manual_seed(config["seed"])
     model = ConvNet(config["ways"], config["hidden"], config["arch"]).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config["meta_lr"])
@@ -292,6 +288,11 @@ def train(args: argparse.Namespace, argv) -> int:
         model.load_state_dict(resumed_model.state_dict())
         load_optimizer(optimizer, state["optimizer"], out / "checkpoint.pt")
         start, elapsed, rows, best = state["iteration"], state["elapsed_s"], state["curve"], state["best"]
+    data, train_sampler, val_sampler = samplers(config, args.data, not args.no_download)
+    if rank:  # only process 0 validates and writes
+        val_sampler = None
+    else:  # what a killed run (kill -9 mid-write) left behind
+        remove_stale_parts(out, OUT_FILES)
     title = f"MAML {config['ways']}-way {config['shots']}-shot ({'first' if config['first_order'] else 'second'} order)"
 
     from tqdm.auto import tqdm
