@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -94,21 +95,28 @@ def available_device(value) -> torch.device:
     return dev
 
 
+def _writable_folder(path: Path, value) -> Path:
+    """``path`` as a folder to write in: the nearest existing one at or above it must be a
+    writable folder (checked now, so that a long run does not fail at its first save)."""
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write in {value}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write in {value}: {existing} is not writable")
+    return path
+
+
 def output_file(value) -> Path:
-    """A file to write (atomically): not a folder, and not inside a file."""
+    """A file to write (atomically): not a folder, in a folder we can write."""
     path = Path(value)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{value} is a folder: give a file name, e.g. {path / 'result.json'}")
-    if any(parent.exists() and not parent.is_dir() for parent in path.parents):
-        raise argparse.ArgumentTypeError(f"cannot write {value}: part of its folder is a file")
+    _writable_folder(path.parent, value)
     return path
 
 
 def output_folder(value) -> Path:
-    path = Path(value)
-    if any(p.exists() and not p.is_dir() for p in (path, *path.parents)):
-        raise argparse.ArgumentTypeError(f"{value} is not a folder: it, or a folder above it, is a file")
-    return path
+    return _writable_folder(Path(value), value)
 
 
 def check(flag: str, value, kind, error=MamlError):

@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="from this iteration on (or this fraction of --iterations, e.g. 0.5), the "
                         "meta-lr follows a cosine down to --final-meta-lr at --iterations "
                         "(default: constant, as the paper)")
-    p.add_argument("--final-meta-lr", type=finite_positive_float, default=OPTIONAL["final_meta_lr"], help="the meta-lr at --iterations when decaying")
+    p.add_argument("--final-meta-lr", type=finite_positive_float, default=OPTIONAL["final_meta_lr"],
+                   help="the meta-lr at --iterations when decaying")
     p.add_argument("--arch", choices=ARCHITECTURES, default="strided")
     p.add_argument("--hidden", type=positive_int, default=64, help="filters per conv layer")
     p.add_argument("--first-order", action="store_true", help="first-order MAML throughout")

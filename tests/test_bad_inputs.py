@@ -35,13 +35,14 @@ BAD_FLAGS = [
         ("--validation", "-1"), ("--validation", "1200"), ("--val-every", "0"), ("--val-tasks", "1"),
         ("--checkpoint-minutes", "-1"), ("--checkpoint-minutes", "inf"), ("--threads", "-1"),
         ("--device", "cuda:99"), ("--device", "nonsense"), ("--device", "meta")]],
+    ("train", ["--out", "{tmp}/model.pt"], ["--out"]),
     ("train", ["--shots", "10", "--queries", "11"], ["--shots", "--queries"]),
     ("train", ["--decay-start", "0.5", "--final-meta-lr", "0.01"], ["--decay-start", "--final-meta-lr", "--meta-lr"]),
     ("train", ["--decay-start", "10", "--iterations", "10"], ["--decay-start", "--iterations"]),
     ("train", ["--split", "alphabet", "--validation", "964"], ["--split", "--validation"]),
     *[("evaluate", [flag, value], [flag]) for flag, value in [
         ("--tasks", "1"), ("--steps", "-1"), ("--queries", "0"), ("--query-batch", "-1"), ("--seed", "-3"),
-        ("--device", "cuda:99"), ("--threads", "0"), ("--json", "{tmp}")]],
+        ("--device", "cuda:99"), ("--threads", "0"), ("--json", "{tmp}"), ("--json", "{tmp}/model.pt/a.json")]],
     ("evaluate", ["--queries", "20"], ["--queries", "shots"]),
     ("evaluate", ["--query-batch", "4"], ["--queries", "--query-batch"]),
     *[("bench", [flag, value], [flag]) for flag, value in [
