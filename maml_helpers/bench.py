@@ -40,7 +40,7 @@ from .errors import MamlError, run_cli
 from .files import atomic_write
 from .maml import meta_gradient, paper_defaults, params_of
 from .model import ARCHITECTURES, ConvNet
-from .setting import nonnegative_int, output_file, positive_int, timing_rounds
+from .setting import nonnegative_int, output_file, positive_int, threads_int, timing_rounds, ways_int
 from .tasks import TaskBatch
 from .timing import compare_timings
 
@@ -175,7 +175,7 @@ def main(argv=None) -> int:
     p.add_argument("--settings", nargs="+", choices=COMPARE_SETTINGS,
                    help="with --compare: only these settings (default: all)")
     # One setting, without --compare (None: not given, so that --compare can refuse them)
-    p.add_argument("--ways", type=positive_int, help="default: 5")
+    p.add_argument("--ways", type=ways_int, help="default: 5")
     p.add_argument("--shots", type=positive_int, help="default: 1")
     p.add_argument("--queries", type=positive_int, help="default: 1")
     p.add_argument("--meta-batch", type=positive_int, help="default: the paper's for --ways")
@@ -185,7 +185,7 @@ def main(argv=None) -> int:
                    help="time only these, quoted as in the table: " + "; ".join(f"'{c}'" for c in CONTENDERS))
     p.add_argument("--iterations", type=timing_rounds, default=5, help="timed rounds per contender")
     p.add_argument("--warmup", type=nonnegative_int, default=1)
-    p.add_argument("--threads", type=positive_int, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--threads", type=threads_int, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--malloc", choices=("keep", "default"), default="keep",
                    help="keep: glibc keeps freed memory for reuse (allocator.py; default); "
                         "default: glibc's own behaviour")

@@ -19,7 +19,7 @@ import torch
 from .errors import CheckpointError, MamlError
 from .files import atomic_write
 from .model import ARCHITECTURES, ConvNet
-from .setting import check_setting
+from .setting import check_setting, network
 
 FORMAT = "maml_helpers.checkpoint/1"
 # What --resume needs beyond the model (model.pt holds the model and its setting only).
@@ -140,7 +140,7 @@ def load_model(path: str | os.PathLike, training: bool = False) -> tuple[ConvNet
         raise CheckpointError(f"{path} records a setting that cannot be used: {err} Use a checkpoint "
                               "written by `python -m maml_helpers.train`.") from None
     config = state["config"]
-    model = ConvNet(config["ways"], config["hidden"], config["arch"])
+    model = network(config)
     problems = _tensor_problems(model.state_dict(), state["model"])
     if problems:
         fits = _setting_that_fits(state["model"])

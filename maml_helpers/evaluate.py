@@ -30,7 +30,7 @@ from .files import atomic_write
 from .maml import evaluate
 from .omniglot import load_omniglot
 from .setting import (available_device, check, check_drawings, nonnegative_int, output_file, positive_int,
-                      seed_int, task_count)
+                      seed_int, task_count, threads_int)
 from .tasks import TaskSampler
 from .train import eval_queries, run_split
 
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-download", action="store_true")
     p.add_argument("--device", type=available_device, default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--json", type=output_file, help="also write the result to this file (atomically)")
-    p.add_argument("--threads", type=positive_int, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--threads", type=threads_int, help="torch.set_num_threads (default: torch's choice)")
     args = p.parse_args(argv)
     keep_freed_memory()  # allocator.py: faster on CPU, the same numbers
     if args.threads:

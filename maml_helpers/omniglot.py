@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .files import atomic_write, temp_file
+from .files import atomic_write, remove_stale_parts, temp_file
 
 ARCHIVES = {"background": "images_background.zip", "evaluation": "images_evaluation.zip"}
 OFFICIAL_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/"
@@ -302,6 +302,7 @@ def load_omniglot(root: str | os.PathLike | None = None, download: bool = True,
     folder = find_archives(root, download)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     manifest_path = cache / "archives.json"
+    remove_stale_parts(cache, [manifest_path.name, f"omniglot{IMAGE_SIZE}-{FINGERPRINT}.npz"])  # a killed write's
     key = "-".join(_file_sha256(folder / name) for name in ARCHIVES.values())
     try:
         manifest = json.loads(manifest_path.read_text())

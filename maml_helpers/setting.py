@@ -16,11 +16,13 @@ import numpy as np
 import torch
 
 from .errors import MamlError
-from .model import ARCHITECTURES
+from .model import ARCHITECTURES, ConvNet
 from .omniglot import DRAWINGS, LAYOUT, PAPER_META_TRAIN
 
 SPLITS = ("paper", "alphabet")
 MAX_SEED = 2**32 - 1
+ROTATIONS = 4  # quarter turns: each character makes four classes (tasks.py)
+ALL_CLASSES = ROTATIONS * sum(characters for _, characters in LAYOUT.values())
 
 
 def _integer(value, low: int, what: str, high: int | None = None) -> int:
@@ -52,6 +54,16 @@ def positive_int(value) -> int:
 
 def nonnegative_int(value) -> int:
     return _integer(value, 0, "an integer >= 0")
+
+
+def ways_int(value) -> int:
+    return _integer(value, 1, f"an integer from 1 to {ALL_CLASSES} (Omniglot's classes: characters x "
+                    f"{ROTATIONS} rotations)", high=ALL_CLASSES)
+
+
+def threads_int(value) -> int:
+    cpus = os.cpu_count() or 1  # more threads than CPUs only slow torch down (and 10**5 crash it)
+    return _integer(value, 1, f"an integer from 1 to {cpus} (this machine's CPUs)", high=cpus)
 
 
 def task_count(value) -> int:
@@ -129,13 +141,23 @@ def check(flag: str, value, kind, error=MamlError):
 
 # The range of every entry of a run's setting (its keys are train's flags). Entries marked
 # optional came later than the first checkpoints, which hold their defaults.
-RANGES = {"ways": positive_int, "shots": positive_int, "queries": positive_int,
+RANGES = {"ways": ways_int, "shots": positive_int, "queries": positive_int,
           "meta_batch": positive_int, "inner_lr": finite_positive_float, "train_steps": positive_int,
           "test_steps": nonnegative_int, "meta_lr": finite_positive_float, "hidden": positive_int,
           "first_order_iterations": nonnegative_int, "seed": seed_int, "validation": nonnegative_int,
           "final_meta_lr": finite_positive_float}
 CHOICES = {"arch": ARCHITECTURES, "split": SPLITS, "first_order": (False, True)}
 OPTIONAL = {"first_order_iterations": 0, "decay_start": None, "final_meta_lr": 1e-4, "init": None}
+
+
+def network(config: dict) -> ConvNet:
+    """The network a (checked) setting describes; one too large to build is a clear error."""
+    try:
+        return ConvNet(config["ways"], config["hidden"], config["arch"])
+    except (RuntimeError, TypeError, MemoryError) as err:  # e.g. can't allocate memory, overflow
+        raise MamlError(f"Cannot build the network for --ways {config['ways']} and --hidden "
+                        f"{config['hidden']} ({str(err).splitlines()[0][:120]}). Use a smaller --hidden "
+                        "(the paper: 64).") from None
 
 
 def flag(key: str) -> str:

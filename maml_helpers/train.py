@@ -34,11 +34,12 @@ from .distributed import any_process, check_divisible, init_from_env, min_across
 from .errors import CheckpointError, MamlError, TrainingDiverged, run_cli
 from .files import atomic_write, remove_stale_parts
 from .maml import META_LR, evaluate, meta_step, paper_defaults
-from .model import ARCHITECTURES, ConvNet
+from .model import ARCHITECTURES
 from .omniglot import load_omniglot
 from .plotting import plot_learning_curve
 from .setting import (OPTIONAL, SPLITS, available_device, check, check_setting, finite_nonnegative_float,
-                      finite_positive_float, nonnegative_int, output_folder, positive_int, seed_int, task_count)
+                      finite_positive_float, network, nonnegative_int, output_folder, positive_int, seed_int,
+                      task_count, threads_int, ways_int)
 from .tasks import TaskSampler
 
 # Settings that define a run; on --resume they come from the checkpoint.
@@ -57,7 +58,7 @@ CURVE_FIELDS = ("iteration", "elapsed_s", "train_loss", "train_acc", "val_acc", 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m maml_helpers.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ways", type=positive_int, default=5)
+    p.add_argument("--ways", type=ways_int, default=5)
     p.add_argument("--shots", type=positive_int, default=1)
     p.add_argument("--queries", type=positive_int, default=1, help="query drawings per class in training (paper: 1)")
     p.add_argument("--meta-batch", type=positive_int, help="tasks per meta-step (paper: 32 for 5-way, 16 for 20-way)")
@@ -97,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-download", action="store_true")
     p.add_argument("--out", type=output_folder)
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
-    p.add_argument("--threads", type=positive_int, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--threads", type=threads_int, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--engine", choices=("batched", "loop"), default="batched",
                    help="meta-step: all tasks in one pass (batched.py) or one task at a time; "
                         "the same gradients, so a run may switch on --resume")
@@ -160,7 +161,7 @@ def stop_signals():
 def run_config(args: argparse.Namespace) -> dict:
     """The run's setting from the flags, checked (``setting.check_setting``)."""
     check("--iterations", args.iterations, positive_int)
-    defaults = paper_defaults(check("--ways", args.ways, positive_int))
+    defaults = paper_defaults(check("--ways", args.ways, ways_int))
     config = {k: getattr(args, k) for k in RUN_KEYS if hasattr(args, k)}
     config["init"] = str(args.init) if args.init else None  # plain data: checkpoints load weights_only
     for k in ("meta_batch", "inner_lr", "train_steps", "test_steps"):
@@ -279,7 +280,7 @@ def train(args: argparse.Namespace, argv) -> int:
     check_divisible(config["meta_batch"], world)  # before loading the data: fail fast
     # the model and the optimizer before the data: a bad checkpoint fails fast
     torch.manual_seed(config["seed"])
-    model = ConvNet(config["ways"], config["hidden"], config["arch"]).to(device)
+    model = network(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config["meta_lr"])
     start, elapsed, rows = 0, 0.0, []
     best = {"val_acc": -1.0, "iteration": 0}

@@ -33,7 +33,8 @@ BAD_FLAGS = [
         ("--decay-start", "-1"), ("--hidden", "0"), ("--first-order-iterations", "-1"), ("--iterations", "0"),
         ("--time-budget", "nan"), ("--time-budget", "0"), ("--seed", "-1"), ("--seed", str(2**32)),
         ("--validation", "-1"), ("--validation", "1200"), ("--val-every", "0"), ("--val-tasks", "1"),
-        ("--checkpoint-minutes", "-1"), ("--checkpoint-minutes", "inf"), ("--threads", "-1"),
+        ("--checkpoint-minutes", "-1"), ("--checkpoint-minutes", "inf"), ("--threads", "-1"), ("--threads", "100000"),
+        ("--ways", "7000"), ("--hidden", str(10**30)),
         ("--device", "cuda:99"), ("--device", "nonsense"), ("--device", "meta")]],
     ("train", ["--out", "{tmp}/model.pt"], ["--out"]),
     ("train", ["--shots", "10", "--queries", "11"], ["--shots", "--queries"]),
@@ -46,7 +47,7 @@ BAD_FLAGS = [
     ("evaluate", ["--queries", "20"], ["--queries", "shots"]),
     ("evaluate", ["--query-batch", "4"], ["--queries", "--query-batch"]),
     *[("bench", [flag, value], [flag]) for flag, value in [
-        ("--ways", "0"), ("--shots", "0"), ("--queries", "0"), ("--meta-batch", "0"), ("--inner-steps", "0"),
+        ("--ways", "0"), ("--ways", str(10**30)), ("--shots", "0"), ("--queries", "0"), ("--meta-batch", "0"), ("--inner-steps", "0"),
         ("--iterations", "1"), ("--warmup", "-1"), ("--threads", "0"), ("--json", "{tmp}")]],
     ("bench", ["--compare", "--ways", "5"], ["--compare", "--ways"]),
     ("bench", ["--settings", "5w1s-1q-strided"], ["--settings", "--compare"]),
@@ -138,7 +139,7 @@ def test_a_flipped_byte_inside_a_tensor_is_refused(tmp_path):
 @pytest.mark.parametrize("edit, message", [
     (dict(drop=["test_steps"]), "records a setting that cannot be used: the setting lacks 'test_steps'"),
     (dict(config={"shots": 50}), "--shots 50 and --queries 1 ask for 51 drawings per class"),
-    (dict(config={"ways": -3}), "--ways must be a positive integer, got -3"),
+    (dict(config={"ways": -3}), "--ways must be an integer from 1 to 6492 .*, got -3"),
     (dict(config={"arch": "resnet"}), "--arch must be one of 'strided', 'maxpool', got 'resnet'"),
     (dict(config={"inner_lr": float("inf")}), "--inner-lr must be a finite number > 0"),
     (dict(tensors={"head.weight": torch.zeros(7, 64), "head.bias": torch.zeros(7)}),
@@ -267,6 +268,14 @@ def test_a_damaged_cache_is_rebuilt(mini_omniglot, tmp_path, capsys, kind, reaso
     assert len(err.strip().splitlines()) == 1 and np.array_equal(again.images, good.images)
     assert og.load_omniglot(mini_omniglot, download=False, cache_dir=tmp_path).fingerprint == good.fingerprint
     assert capsys.readouterr().err == ""  # healed: read from the cache, silently
+
+
+def test_a_killed_cache_write_leaves_no_orphan(mini_omniglot, tmp_path):
+    og.load_omniglot(mini_omniglot, download=False, cache_dir=tmp_path)
+    orphan = tmp_path / f".omniglot28-{og.FINGERPRINT}.npz.4194999.abcdefgh.part"
+    orphan.write_bytes(b"half an array")
+    og.load_omniglot(mini_omniglot, download=False, cache_dir=tmp_path)  # read from the cache: no write
+    assert not orphan.exists()
 
 
 def test_a_cache_entry_with_a_wrong_fingerprint_is_rebuilt(mini_omniglot, tmp_path, capsys):
