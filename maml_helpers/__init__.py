@@ -6,6 +6,7 @@ One module per concept:
   seeding   - seed_everything()
   timing    - interleaved, warmed-up timing with median and spread
   errors    - the clear, user-facing errors the commands print
+  setting   - the range of every flag and the check of a run's setting, in one place
   omniglot  - finding, verifying, downloading and preprocessing Omniglot; splits
   tasks     - the N-way K-shot task sampler
   plotting  - pictures of characters, tasks and learning curves

@@ -40,6 +40,7 @@ from .errors import MamlError, run_cli
 from .files import atomic_write
 from .maml import meta_gradient, paper_defaults, params_of
 from .model import ARCHITECTURES, ConvNet
+from .setting import nonnegative_int, output_file, positive_int, threads_int, timing_rounds, ways_int
 from .tasks import TaskBatch
 from .timing import compare_timings
 
@@ -173,34 +174,43 @@ def main(argv=None) -> int:
                    help="every setting of the paper, with `higher` beside our engines")
     p.add_argument("--settings", nargs="+", choices=COMPARE_SETTINGS,
                    help="with --compare: only these settings (default: all)")
-    p.add_argument("--ways", type=int, default=5)
-    p.add_argument("--shots", type=int, default=1)
-    p.add_argument("--queries", type=int, default=1)
-    p.add_argument("--meta-batch", type=int)
-    p.add_argument("--inner-steps", type=int)
-    p.add_argument("--arch", choices=ARCHITECTURES, default="strided")
+    # One setting, without --compare (None: not given, so that --compare can refuse them)
+    p.add_argument("--ways", type=ways_int, help="default: 5")
+    p.add_argument("--shots", type=positive_int, help="default: 1")
+    p.add_argument("--queries", type=positive_int, help="default: 1")
+    p.add_argument("--meta-batch", type=positive_int, help="default: the paper's for --ways")
+    p.add_argument("--inner-steps", type=positive_int, help="default: the paper's for --ways")
+    p.add_argument("--arch", choices=ARCHITECTURES, help="default: strided")
     p.add_argument("--contenders", nargs="+", choices=CONTENDERS, metavar="NAME",
                    help="time only these, quoted as in the table: " + "; ".join(f"'{c}'" for c in CONTENDERS))
-    p.add_argument("--iterations", type=int, default=5, help="timed rounds per contender")
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--iterations", type=timing_rounds, default=5, help="timed rounds per contender")
+    p.add_argument("--warmup", type=nonnegative_int, default=1)
+    p.add_argument("--threads", type=threads_int, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--malloc", choices=("keep", "default"), default="keep",
                    help="keep: glibc keeps freed memory for reuse (allocator.py; default); "
                         "default: glibc's own behaviour")
-    p.add_argument("--json", help="write the results to this file")
+    p.add_argument("--json", type=output_file, help="write the results to this file")
     args = p.parse_args(argv)
+    one = [f"--{k.replace('_', '-')}" for k in ("ways", "shots", "queries", "meta_batch", "inner_steps", "arch")
+           if getattr(args, k) is not None]
     if args.contenders and HIGHER in args.contenders and not args.compare:
         p.error(f"'{HIGHER}' is timed with --compare only")
+    if args.compare and one:
+        p.error(f"--compare times the paper's settings (choose among them with --settings); "
+                f"{' '.join(one)} set up one setting without --compare. Drop one or the other.")
+    if args.settings and not args.compare:
+        p.error("--settings chooses among the settings of --compare: add --compare")
     kept = args.malloc == "keep" and keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
-    rounds = max(2, args.iterations)
+    rounds = args.iterations
     if args.compare:
         settings = {n: COMPARE_SETTINGS[n] for n in (args.settings or COMPARE_SETTINGS)}
     else:
-        d = paper_defaults(args.ways)
-        settings = {"custom": (args.ways, args.shots, args.queries, args.meta_batch or d["meta_batch"],
-                               args.inner_steps or d["train_steps"], args.arch)}
+        ways = args.ways or 5
+        d = paper_defaults(ways)
+        settings = {"custom": (ways, args.shots or 1, args.queries or 1, args.meta_batch or d["meta_batch"],
+                               args.inner_steps or d["train_steps"], args.arch or "strided")}
     mm_rate = matmul_gflops()
     malloc = "freed memory kept for reuse" if kept else "allocator's default"
     print(f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, {malloc}; "

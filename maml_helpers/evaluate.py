@@ -24,27 +24,15 @@ import json
 import torch
 
 from .allocator import keep_freed_memory
-from .checkpoint import load_checkpoint
-from .errors import CheckpointError, DataError, MamlError, run_cli
+from .checkpoint import load_model  # noqa: F401  (public here too: notebooks import it from evaluate)
+from .errors import DataError, MamlError, run_cli
 from .files import atomic_write
 from .maml import evaluate
-from .model import ConvNet
 from .omniglot import load_omniglot
+from .setting import (available_device, check, check_drawings, nonnegative_int, output_file, positive_int,
+                      seed_int, task_count, threads_int)
 from .tasks import TaskSampler
 from .train import eval_queries, run_split
-
-
-def load_model(path) -> tuple[ConvNet, dict]:
-    """The model in a checkpoint (model.pt or checkpoint.pt) and its training setting."""
-    state = load_checkpoint(path)
-    try:
-        config = state["config"]
-        model = ConvNet(config["ways"], config["hidden"], config["arch"])
-        model.load_state_dict(state["model"])
-    except (KeyError, TypeError, RuntimeError, ValueError) as err:
-        raise CheckpointError(f"{path} is damaged: its model does not match its recorded setting "
-                              f"({str(err).splitlines()[0]}).") from None
-    return model, state
 
 
 def evaluate_checkpoint(path, tasks: int = 600, steps: int | None = None, queries: int | None = None,
@@ -56,21 +44,27 @@ def evaluate_checkpoint(path, tasks: int = 600, steps: int | None = None, querie
     (default: the run's training queries per class; 0: the whole set at once), because
     BatchNorm's batch statistics make the batch part of the input (``maml.forward_in_batches``).
     """
+    # Every argument and the checkpoint are checked before the data is loaded.
+    tasks = check("--tasks", tasks, task_count)
+    seed = check("--seed", seed, seed_int)
+    device = check("--device", device, available_device)
     model, state = load_model(path)
     config = state["config"]
+    queries = eval_queries(config["shots"]) if queries is None else check("--queries", queries, positive_int)
+    check_drawings(config["shots"], queries, shots_name="the checkpoint's shots")
+    steps = config["test_steps"] if steps is None else check("--steps", steps, nonnegative_int)
+    query_batch = (config["queries"] if query_batch is None
+                   else check("--query-batch", query_batch, nonnegative_int) or queries)
+    if queries % query_batch:
+        raise MamlError(f"{queries} query drawings per class do not split into batches of {query_batch} "
+                        f"per class. Choose --queries as a multiple of {query_batch}, or --query-batch 0 "
+                        "(the whole query set at once).")
     data = load_omniglot(data_dir, download=download)
     if state.get("data_fingerprint") not in (None, data.fingerprint):
         raise DataError("This checkpoint was trained on a different copy of Omniglot (content "
                         "fingerprints differ), so its test split is not comparable.")
     split = run_split(data, config)
-    queries = queries if queries is not None else eval_queries(config["shots"])
-    sampler = TaskSampler(data.images, split["test"], config["ways"], config["shots"], queries)
-    steps = config["test_steps"] if steps is None else steps
-    query_batch = config.get("queries", 1) if query_batch is None else query_batch or queries
-    if queries % query_batch:
-        raise MamlError(f"{queries} query drawings per class do not split into batches of {query_batch} "
-                        f"per class. Choose --queries as a multiple of {query_batch}, or --query-batch 0 "
-                        "(the whole query set at once).")
+    sampler = TaskSampler(data.images, split["test"], config["ways"], config["shots"], queries, split="test")
     acc, ci = evaluate(model.to(device), sampler, config["inner_lr"], steps, tasks=tasks, seed=seed,
                        device=device, query_batch=query_batch)
     return acc, ci, {**config, "eval_steps": steps, "eval_queries": queries, "eval_query_batch": query_batch}
@@ -80,26 +74,22 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m maml_helpers.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint")
-    p.add_argument("--tasks", type=int, default=600)
-    p.add_argument("--steps", type=int, help="inner steps at test (default: the checkpoint's)")
-    p.add_argument("--queries", type=int, help="query drawings per class (default: 15, or 20 - shots)")
-    p.add_argument("--query-batch", type=int, metavar="K",
+    p.add_argument("--tasks", type=task_count, default=600)
+    p.add_argument("--steps", type=nonnegative_int, help="inner steps at test (default: the checkpoint's)")
+    p.add_argument("--queries", type=positive_int, help="query drawings per class (default: 15, or 20 - shots)")
+    p.add_argument("--query-batch", type=nonnegative_int, metavar="K",
                    help="send the query set through the network K drawings per class at a time "
                         "(default: as in the checkpoint's training, 1 for our runs; 0: all at once)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the test tasks")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the test tasks")
     p.add_argument("--data", help="folder with the Omniglot zips")
     p.add_argument("--no-download", action="store_true")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--json", help="also write the result to this file (atomically)")
-    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--device", type=available_device, default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--json", type=output_file, help="also write the result to this file (atomically)")
+    p.add_argument("--threads", type=threads_int, help="torch.set_num_threads (default: torch's choice)")
     args = p.parse_args(argv)
     keep_freed_memory()  # allocator.py: faster on CPU, the same numbers
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.tasks < 2:
-        p.error("--tasks must be at least 2 to give a confidence interval")
-    if args.query_batch is not None and args.query_batch < 0:
-        p.error("--query-batch cannot be negative")
     acc, ci, setting = evaluate_checkpoint(args.checkpoint, args.tasks, args.steps, args.queries,
                                            args.seed, args.data, not args.no_download, args.device,
                                            args.query_batch)

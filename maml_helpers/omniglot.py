@@ -21,7 +21,7 @@ import io
 import json
 import os
 import re
-import tempfile
+import sys
 import urllib.error
 import urllib.request
 import zipfile
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .files import atomic_write
+from .files import atomic_write, remove_stale_parts, temp_file
 
 ARCHIVES = {"background": "images_background.zip", "evaluation": "images_evaluation.zip"}
 OFFICIAL_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/"
@@ -42,6 +42,7 @@ OFFICIAL_MD5 = {
 # (alphabets, characters) per archive, as published by Lake et al. (2015).
 LAYOUT = {"background": (30, 964), "evaluation": (20, 659)}
 DRAWINGS = 20
+PAPER_META_TRAIN = 1200  # characters for meta-training (and validation) in Finn et al.'s split
 RAW_SIZE = 105
 IMAGE_SIZE = 28
 # sha256 over every drawing's name and decoded 105x105 pixels, in name order (see _read_archive).
@@ -93,12 +94,13 @@ class Omniglot:
         """
         rng = np.random.default_rng(seed)
         if scheme == "paper":
-            if not 0 <= validation < 1200:
-                raise ValueError("validation must be between 0 and 1199 characters")
+            n = PAPER_META_TRAIN
+            if not 0 <= validation < n:
+                raise ValueError(f"validation must be between 0 and {n - 1} characters")
             order = rng.permutation(len(self))
-            return {"train": np.sort(order[: 1200 - validation]),
-                    "val": np.sort(order[1200 - validation: 1200]),
-                    "test": np.sort(order[1200:])}
+            return {"train": np.sort(order[: n - validation]),
+                    "val": np.sort(order[n - validation: n]),
+                    "test": np.sort(order[n:])}
         if scheme == "alphabet":
             background = np.flatnonzero(self.archive == "background")
             names = np.unique(self.alphabets[background])
@@ -162,7 +164,7 @@ def download_archives(dest: str | os.PathLike, base_url: str = OFFICIAL_URL,
             continue
         url = base_url.rstrip("/") + "/" + name
         digest = hashlib.md5()
-        fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{name}.", suffix=".part")
+        fd, tmp = temp_file(dest / name)
         try:
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
                 total = int(response.headers.get("Content-Length") or 0) or None
@@ -194,7 +196,7 @@ def _read_archive(path: Path, archive: str):
     Only well-formed member names are read: nothing is extracted, and a name that could
     escape a folder ('..', absolute paths) is rejected as a corrupt archive.
     """
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     try:
         zf = zipfile.ZipFile(path)
@@ -233,7 +235,9 @@ def _read_archive(path: Path, archive: str):
                         raw = np.asarray(img.convert("1"), dtype=bool)
                         gray = img.convert("L")  # LANCZOS needs grey levels; on 1-bit images
                 except Exception as err:  # Pillow would silently use NEAREST instead.
-                    raise DataError(f"{path}: cannot decode {name} ({err}). The archive is "
+                    # Pillow names the buffer ('<_io.BytesIO object at 0x...>'): say what it is
+                    reason = "not a readable image" if isinstance(err, UnidentifiedImageError) else err
+                    raise DataError(f"{path}: cannot decode {name} ({reason}). The archive is "
                                     "corrupt: delete it and download it again.") from None
                 if raw.shape != (RAW_SIZE, RAW_SIZE):
                     raise DataError(f"{path}: {name} is {raw.shape[1]}x{raw.shape[0]} pixels, "
@@ -271,30 +275,59 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _notice(text: str) -> None:
+    print(f"note: {text}", file=sys.stderr)
+
+
+def _read_cache(path: Path, fingerprint: str) -> Omniglot:
+    """The cached arrays; any damage (truncation, a bad CRC, a wrong shape) raises."""
+    with np.load(path) as z:  # reading a member checks its CRC
+        data = Omniglot(z["images"], z["alphabets"], z["characters"], z["archive"], fingerprint)
+    n = sum(characters for _, characters in LAYOUT.values())
+    if (data.images.shape, data.images.dtype) != ((n, DRAWINGS, IMAGE_SIZE, IMAGE_SIZE), np.uint8):
+        raise ValueError(f"images of shape {data.images.shape} and type {data.images.dtype}, expected "
+                         f"{(n, DRAWINGS, IMAGE_SIZE, IMAGE_SIZE)} uint8")
+    if {len(data.alphabets), len(data.characters), len(data.archive)} != {n}:
+        raise ValueError(f"names for other than {n} characters")
+    return data
+
+
 def load_omniglot(root: str | os.PathLike | None = None, download: bool = True,
                   cache_dir: str | os.PathLike | None = None) -> Omniglot:
-    """Find, verify and preprocess Omniglot, or load it from the cache (under 2 s)."""
+    """Find, verify and preprocess Omniglot, or load it from the cache (under 2 s).
+
+    A damaged cache entry is rebuilt from the archives; a cache folder that cannot be
+    written is reported, and the data set is then used from memory.
+    """
     folder = find_archives(root, download)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     manifest_path = cache / "archives.json"
+    remove_stale_parts(cache, [manifest_path.name, f"omniglot{IMAGE_SIZE}-{FINGERPRINT}.npz"])  # a killed write's
     key = "-".join(_file_sha256(folder / name) for name in ARCHIVES.values())
     try:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, ValueError):
         manifest = {}
+    manifest = manifest if isinstance(manifest, dict) else {}
     fingerprint = manifest.get(key)
-    array_path = cache / f"omniglot{IMAGE_SIZE}-{fingerprint}.npz" if fingerprint else None
-    if array_path is not None and array_path.is_file():
+    array_path = cache / f"omniglot{IMAGE_SIZE}-{fingerprint}.npz"
+    if fingerprint is not None and array_path.is_file():
         try:
-            with np.load(array_path) as z:
-                return Omniglot(z["images"], z["alphabets"], z["characters"], z["archive"], fingerprint)
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache is rebuilt below
-    data = preprocess(folder)
+            if fingerprint != FINGERPRINT:  # these archives passed preprocess, which checks it
+                raise ValueError(f"it records the fingerprint {str(fingerprint)[:16]}..., not Omniglot's")
+            return _read_cache(array_path, fingerprint)
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as err:
+            _notice(f"the Omniglot cache {array_path} cannot be used ({err}); rebuilding it from the "
+                    "archives (about half a minute).")
+    data = preprocess(folder, FINGERPRINT)
     array_path = cache / f"omniglot{IMAGE_SIZE}-{data.fingerprint}.npz"
-    atomic_write(array_path, lambda f: np.savez(
-        f, images=data.images, alphabets=data.alphabets, characters=data.characters,
-        archive=data.archive))
-    manifest[key] = data.fingerprint
-    atomic_write(manifest_path, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
+    try:
+        atomic_write(array_path, lambda f: np.savez(
+            f, images=data.images, alphabets=data.alphabets, characters=data.characters,
+            archive=data.archive))
+        manifest[key] = data.fingerprint
+        atomic_write(manifest_path, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
+    except OSError as err:
+        _notice(f"cannot write the Omniglot cache in {cache} ({err.strerror or err}); going on with the "
+                "data in memory. Set MAML_CACHE_DIR to a writable folder to load in 2 s next time.")
     return data

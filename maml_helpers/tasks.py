@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .errors import TaskShapeError
+from .setting import check, positive_int
 
 
 @dataclass
@@ -49,19 +50,21 @@ class TaskSampler:
     images:     uint8 (characters, drawings, H, W), e.g. ``Omniglot.images``
     characters: indices into ``images`` that this sampler may use (a split)
     rotations:  quarter turns that make extra classes; (0,) for none
+    split:      the split's name ('train', 'val', 'test'), for messages
     """
 
     def __init__(self, images: np.ndarray, characters: Sequence[int], ways: int, shots: int,
-                 queries: int, rotations: Sequence[int] = (0, 1, 2, 3)):
+                 queries: int, rotations: Sequence[int] = (0, 1, 2, 3), split: str | None = None):
         characters = np.asarray(characters, dtype=np.int64)
         n_classes, drawings = len(characters) * len(rotations), images.shape[1]
         for name, value in (("ways", ways), ("shots", shots), ("queries", queries)):
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise TaskShapeError(f"{name} must be a positive integer, got {value!r}.")
+            check(name, value, positive_int, TaskShapeError)
         if ways > n_classes:
+            held_out = " (--validation sets how many characters it holds)" if split in ("train", "val") else ""
             raise TaskShapeError(
-                f"Cannot draw a {ways}-way task: this split has only {n_classes} classes "
-                f"({len(characters)} characters x {len(rotations)} rotations). Use fewer ways.")
+                f"Cannot draw a {ways}-way task: the {split or 'given'} split{held_out} has only "
+                f"{n_classes} classes ({len(characters)} characters x {len(rotations)} rotations). "
+                f"Use --ways {n_classes} or fewer.")
         if shots + queries > drawings:
             raise TaskShapeError(
                 f"Cannot draw {shots} shots + {queries} queries per class: every character has "

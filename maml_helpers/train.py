@@ -29,14 +29,17 @@ from pathlib import Path
 import torch
 
 from .allocator import keep_freed_memory
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, load_model, nonfinite_tensors, save_checkpoint
 from .distributed import any_process, check_divisible, init_from_env, min_across_processes, shard
-from .errors import MamlError, TrainingDiverged, run_cli
-from .files import atomic_write
+from .errors import CheckpointError, MamlError, TrainingDiverged, run_cli
+from .files import atomic_write, remove_stale_parts
 from .maml import META_LR, evaluate, meta_step, paper_defaults
-from .model import ARCHITECTURES, ConvNet
+from .model import ARCHITECTURES
 from .omniglot import load_omniglot
 from .plotting import plot_learning_curve
+from .setting import (OPTIONAL, SPLITS, available_device, check, check_setting, finite_nonnegative_float,
+                      finite_positive_float, network, nonnegative_int, output_folder, positive_int, seed_int,
+                      task_count, threads_int, ways_int)
 from .tasks import TaskSampler
 
 # Settings that define a run; on --resume they come from the checkpoint.
@@ -47,31 +50,34 @@ RUN_KEYS = ("ways", "shots", "queries", "meta_batch", "inner_lr", "train_steps",
 SCHEDULE_KEYS = ("decay_start", "final_meta_lr")
 # --time-budget: skip this many iterations (allocator, cuDNN and cache warm-up), then time this many.
 BUDGET_WARMUP, BUDGET_PROBE = 10, 30
+# The files train writes into --out (their stale temporary parts are removed at start).
+OUT_FILES = ("checkpoint.pt", "model.pt", "curve.csv", "curve.png")
 CURVE_FIELDS = ("iteration", "elapsed_s", "train_loss", "train_acc", "val_acc", "val_ci95", "meta_lr")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m maml_helpers.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ways", type=int, default=5)
-    p.add_argument("--shots", type=int, default=1)
-    p.add_argument("--queries", type=int, default=1, help="query drawings per class in training (paper: 1)")
-    p.add_argument("--meta-batch", type=int, help="tasks per meta-step (paper: 32 for 5-way, 16 for 20-way)")
-    p.add_argument("--inner-lr", type=float, help="alpha (paper: 0.4 for 5-way, 0.1 for 20-way)")
-    p.add_argument("--train-steps", type=int, help="inner steps in training (paper: 1 / 5)")
-    p.add_argument("--test-steps", type=int, help="inner steps at validation and test (paper: 3 / 5)")
-    p.add_argument("--meta-lr", type=float, default=META_LR, help="Adam learning rate (paper: 1e-3)")
-    p.add_argument("--decay-start", type=float,
+    p.add_argument("--ways", type=ways_int, default=5)
+    p.add_argument("--shots", type=positive_int, default=1)
+    p.add_argument("--queries", type=positive_int, default=1, help="query drawings per class in training (paper: 1)")
+    p.add_argument("--meta-batch", type=positive_int, help="tasks per meta-step (paper: 32 for 5-way, 16 for 20-way)")
+    p.add_argument("--inner-lr", type=finite_positive_float, help="alpha (paper: 0.4 for 5-way, 0.1 for 20-way)")
+    p.add_argument("--train-steps", type=positive_int, help="inner steps in training (paper: 1 / 5)")
+    p.add_argument("--test-steps", type=nonnegative_int, help="inner steps at validation and test (paper: 3 / 5)")
+    p.add_argument("--meta-lr", type=finite_positive_float, default=META_LR, help="Adam learning rate (paper: 1e-3)")
+    p.add_argument("--decay-start", type=finite_nonnegative_float,
                    help="from this iteration on (or this fraction of --iterations, e.g. 0.5), the "
                         "meta-lr follows a cosine down to --final-meta-lr at --iterations "
                         "(default: constant, as the paper)")
-    p.add_argument("--final-meta-lr", type=float, default=1e-4, help="the meta-lr at --iterations when decaying")
+    p.add_argument("--final-meta-lr", type=finite_positive_float, default=OPTIONAL["final_meta_lr"],
+                   help="the meta-lr at --iterations when decaying")
     p.add_argument("--arch", choices=ARCHITECTURES, default="strided")
-    p.add_argument("--hidden", type=int, default=64, help="filters per conv layer")
+    p.add_argument("--hidden", type=positive_int, default=64, help="filters per conv layer")
     p.add_argument("--first-order", action="store_true", help="first-order MAML throughout")
-    p.add_argument("--first-order-iterations", type=int, default=0,
+    p.add_argument("--first-order-iterations", type=nonnegative_int, default=0,
                    help="warm up with this many cheaper first-order iterations, then second order")
-    p.add_argument("--iterations", type=int, default=40000,
+    p.add_argument("--iterations", type=positive_int, default=40000,
                    help="total meta-iterations (the authors' Omniglot commands: 40,000; with "
                         "--time-budget: at most this many)")
     p.add_argument("--time-budget", type=parse_duration, metavar="DURATION",
@@ -81,18 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", type=Path, metavar="MODEL",
                    help="start from another run's model.pt (same --ways, --arch and --hidden) "
                         "instead of random weights, e.g. 5-shot training from a 1-shot model")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--split", choices=("paper", "alphabet"), default="paper")
-    p.add_argument("--validation", type=int, default=100, help="characters held out for validation")
-    p.add_argument("--val-every", type=int, default=500)
-    p.add_argument("--val-tasks", type=int, default=200)
-    p.add_argument("--checkpoint-minutes", type=float, default=5.0)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--split", choices=SPLITS, default="paper")
+    p.add_argument("--validation", type=nonnegative_int, default=100, help="characters held out for validation")
+    p.add_argument("--val-every", type=positive_int, default=500)
+    p.add_argument("--val-tasks", type=task_count, default=200)
+    p.add_argument("--checkpoint-minutes", type=finite_nonnegative_float, default=5.0)
+    p.add_argument("--device", type=available_device, default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--data", help="folder with the Omniglot zips (default: OMNIGLOT_DIR, cache, download)")
     p.add_argument("--no-download", action="store_true")
-    p.add_argument("--out", type=Path)
+    p.add_argument("--out", type=output_folder)
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
-    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--threads", type=threads_int, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--engine", choices=("batched", "loop"), default="batched",
                    help="meta-step: all tasks in one pass (batched.py) or one task at a time; "
                         "the same gradients, so a run may switch on --resume")
@@ -111,8 +117,8 @@ def parse_duration(text: str) -> float:
         seconds = float(number) * unit
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a duration: {text!r} (write e.g. 600, 45m or 2h)") from None
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"the duration must be positive, got {text!r}")
+    if not seconds > 0 or math.isinf(seconds):  # also refuses 'nan'
+        raise argparse.ArgumentTypeError(f"the duration must be positive and finite, got {text!r}")
     return seconds
 
 
@@ -153,24 +159,19 @@ def stop_signals():
 
 
 def run_config(args: argparse.Namespace) -> dict:
-    defaults = paper_defaults(args.ways)
+    """The run's setting from the flags, checked (``setting.check_setting``)."""
+    check("--iterations", args.iterations, positive_int)
+    defaults = paper_defaults(check("--ways", args.ways, ways_int))
     config = {k: getattr(args, k) for k in RUN_KEYS if hasattr(args, k)}
     config["init"] = str(args.init) if args.init else None  # plain data: checkpoints load weights_only
     for k in ("meta_batch", "inner_lr", "train_steps", "test_steps"):
         config[k] = getattr(args, k) if getattr(args, k) is not None else defaults[k]
-    for k, value in [*((k, config[k]) for k in ("ways", "shots", "queries", "meta_batch",
-                                                 "train_steps")), ("iterations", args.iterations)]:
-        if value < 1:
-            raise MamlError(f"--{k.replace('_', '-')} must be at least 1, got {value}.")
     if config["decay_start"] is not None:
-        if config["decay_start"] < 0:
-            raise MamlError(f"--decay-start cannot be negative, got {config['decay_start']:g}.")
+        check("--decay-start", config["decay_start"], finite_nonnegative_float)
         config["decay_start"] = resolve_decay_start(config["decay_start"], args.iterations)
         if config["decay_start"] >= args.iterations and not args.time_budget:
             raise MamlError(f"--decay-start must lie in [0, --iterations), got {config['decay_start']}.")
-    if config["test_steps"] < 0:
-        raise MamlError("--test-steps cannot be negative.")
-    return config
+    return check_setting(config)
 
 
 def meta_lr_at(it: int, config: dict, iterations: int) -> float:
@@ -211,10 +212,24 @@ def run_split(data, config: dict) -> dict:
 def samplers(config: dict, data_dir, download: bool):
     data = load_omniglot(data_dir, download=download)
     split = run_split(data, config)
-    train = TaskSampler(data.images, split["train"], config["ways"], config["shots"], config["queries"])
+    train = TaskSampler(data.images, split["train"], config["ways"], config["shots"], config["queries"],
+                        split="train")
     val = (TaskSampler(data.images, split["val"], config["ways"], config["shots"],
-                       eval_queries(config["shots"])) if len(split["val"]) else None)
+                       eval_queries(config["shots"]), split="val") if len(split["val"]) else None)
     return data, train, val
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, saved: dict, path: Path) -> None:
+    """Adam's state from a checkpoint, checked to fit the model's parameters."""
+    try:
+        optimizer.load_state_dict(saved)
+        fits = all(t.shape == p.shape for p, st in optimizer.state.items() for t in st.values()
+                   if isinstance(t, torch.Tensor) and t.dim())
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError):
+        fits = False
+    if not fits:
+        raise CheckpointError(f"{path} is damaged: its optimizer state does not fit the model. Resume "
+                              "from another checkpoint, or start a new run (another --out).")
 
 
 def main(argv=None) -> int:
@@ -235,7 +250,7 @@ def train(args: argparse.Namespace, argv) -> int:
     out = args.out or default_out(config)
     state = None
     if args.resume:
-        state = load_checkpoint(out / "checkpoint.pt")
+        resumed_model, state = load_model(out / "checkpoint.pt", training=True)
         explicit = {k: v for k, v in config.items()
                     if any(a.startswith("--" + k.replace("_", "-")) for a in (argv or sys.argv[1:]))}
         clash = {k: (v, state["config"].get(k)) for k, v in explicit.items()
@@ -243,12 +258,18 @@ def train(args: argparse.Namespace, argv) -> int:
         if clash:
             raise MamlError(f"--resume continues the run in {out}, whose setting differs from the "
                             f"flags given: {clash} (given, saved). Drop those flags or use a new --out.")
-        config = {**state["config"], **{k: config[k] for k in SCHEDULE_KEYS if k in explicit}}
-        config.setdefault("decay_start", None)
-        config.setdefault("final_meta_lr", args.final_meta_lr)
+        config = check_setting({**state["config"], **{k: config[k] for k in SCHEDULE_KEYS if k in explicit}})
     elif (out / "checkpoint.pt").exists():
         raise MamlError(f"{out} already holds a run. Add --resume to continue it, or choose "
                         "another --out.")
+    init_model = None
+    if state is None and args.init:  # checked before any work, like the resumed checkpoint
+        init_model, init = load_model(args.init)
+        clash = {k: (init["config"].get(k), config[k]) for k in ("ways", "arch", "hidden")
+                 if init["config"].get(k) != config[k]}
+        if clash:
+            raise MamlError(f"--init {args.init} holds a model of another shape: {clash} (its, this "
+                            "run's). Start from a model with the same --ways, --arch and --hidden.")
 
     decay_given = args.decay_start if args.decay_start is not None else config["decay_start"]
     device = torch.device(args.device)
@@ -257,26 +278,23 @@ def train(args: argparse.Namespace, argv) -> int:
         torch.backends.cudnn.allow_tf32 = False
     rank, world = init_from_env(device)
     check_divisible(config["meta_batch"], world)  # before loading the data: fail fast
-    data, train_sampler, val_sampler = samplers(config, args.data, not args.no_download)
-    if rank:  # only process 0 validates and writes
-        val_sampler = None
+    # the model and the optimizer before the data: a bad checkpoint fails fast
     torch.manual_seed(config["seed"])
-    model = ConvNet(config["ways"], config["hidden"], config["arch"]).to(device)
+    model = network(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config["meta_lr"])
     start, elapsed, rows = 0, 0.0, []
     best = {"val_acc": -1.0, "iteration": 0}
-    if state is None and args.init:
-        init = load_checkpoint(args.init)
-        clash = {k: (init["config"].get(k), config[k]) for k in ("ways", "arch", "hidden")
-                 if init["config"].get(k) != config[k]}
-        if clash:
-            raise MamlError(f"--init {args.init} holds a model of another shape: {clash} (its, this "
-                            "run's). Start from a model with the same --ways, --arch and --hidden.")
-        model.load_state_dict(init["model"])
+    if init_model is not None:
+        model.load_state_dict(init_model.state_dict())
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        model.load_state_dict(resumed_model.state_dict())
+        load_optimizer(optimizer, state["optimizer"], out / "checkpoint.pt")
         start, elapsed, rows, best = state["iteration"], state["elapsed_s"], state["curve"], state["best"]
+    data, train_sampler, val_sampler = samplers(config, args.data, not args.no_download)
+    if rank:  # only process 0 validates and writes
+        val_sampler = None
+    else:  # what a killed run (kill -9 mid-write) left behind
+        remove_stale_parts(out, OUT_FILES)
     title = f"MAML {config['ways']}-way {config['shots']}-shot ({'first' if config['first_order'] else 'second'} order)"
 
     from tqdm.auto import tqdm
@@ -319,12 +337,15 @@ def train(args: argparse.Namespace, argv) -> int:
             try:
                 loss, acc = meta_step(model, optimizer, tasks, config["inner_lr"], config["train_steps"],
                                       first_order=first_order, batched=args.engine == "batched")
+                bad = nonfinite_tensors(model.state_dict())
+                if bad:  # a finite gradient can still make an infinite step; never save such weights
+                    raise FloatingPointError(f"the update made {bad[0]} non-finite")
             except FloatingPointError as err:
                 saved = load_checkpoint(out / "checkpoint.pt")["iteration"] if (out / "checkpoint.pt").exists() else None
                 kept = (f"the last good checkpoint ({out / 'checkpoint.pt'}, iteration {saved}) is kept"
                         if saved is not None else "no checkpoint had been written yet")
                 raise TrainingDiverged(
-                    f"Training diverged at iteration {it}: {err}. Stopped before the update, and "
+                    f"Training diverged at iteration {it}: {err}. Stopped without saving it, and "
                     f"{kept}. Try a smaller --meta-lr or --inner-lr.") from None
             it += 1
             bar.update(1)

@@ -217,9 +217,9 @@ def test_evaluate_prints_the_accuracy_line(trained, omniglot_dir):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--ways", "7000"], "Cannot draw a 7000-way task: this split has only 4400 classes"),
-    (["--shots", "10", "--queries", "11"], "only 20 drawings"),
-    (["--ways", "0"], "--ways must be at least 1"),
+    (["--ways", "5000"], r"Cannot draw a 5000-way task: the train split \(--validation .*\) has only 4400 classes"),
+    (["--ways", "500"], "Cannot draw a 500-way task: the val split .* has only 400 classes"),
+    (["--shots", "10", "--queries", "11"], "--shots 10 and --queries 11 ask for 21 drawings per class"),
 ])
 def test_train_refuses_impossible_tasks(omniglot, omniglot_dir, tmp_path, args, message):
     with pytest.raises(MamlError, match=message):
