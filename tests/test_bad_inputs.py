@@ -1,4 +1,4 @@
-"""Every bad input gets a clear error (issue #14): no traceback, the flag or file named, nothing
+"""Every bad input gets a clear error: no traceback, the flag or file named, nothing
 written; damaged caches are rebuilt; checkpoints are verified before use; no orphans."""
 from __future__ import annotations
 
