@@ -304,3 +304,26 @@ def test_an_undecodable_png_is_named_without_a_python_repr(omniglot_dir, mini_ar
     with pytest.raises(DataError) as err:
         og._read_archive(path, "background")
     assert f"cannot decode {name} (not a readable image)" in str(err.value) and "0x" not in str(err.value)
+
+
+@pytest.mark.parametrize("raised, words", [
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
+                  "you tried to allocate 400000000000 bytes."), "Out of memory"),
+    (MemoryError(), "Out of memory"),
+    (OSError(28, "No space left on device", "runs/x/.checkpoint.pt.123.abcdefgh.part"),
+     "No space left on device"),
+])
+def test_running_out_of_memory_or_disk_is_a_clear_error(capsys, raised, words):
+    def main(argv):
+        raise raised
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(main, [])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith("error: ") and words in err
+
+
+def test_a_programming_error_still_shows_its_traceback():
+    def main(argv):
+        raise RuntimeError("shape mismatch in our own code")
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        run_cli(main, [])
