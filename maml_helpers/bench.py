@@ -40,7 +40,7 @@ from .errors import MamlError, run_cli
 from .files import atomic_write
 from .maml import meta_gradient, paper_defaults, params_of
 from .model import ARCHITECTURES, ConvNet
-from .setting import nonnegative_int, output_file, positive_int, threads_int, timing_rounds, ways_int
+from .setting import flag, nonnegative_int, output_file, positive_int, threads_int, timing_rounds, ways_int
 from .tasks import TaskBatch
 from .timing import compare_timings
 
@@ -191,7 +191,7 @@ def main(argv=None) -> int:
                         "default: glibc's own behaviour")
     p.add_argument("--json", type=output_file, help="write the results to this file")
     args = p.parse_args(argv)
-    one = [f"--{k.replace('_', '-')}" for k in ("ways", "shots", "queries", "meta_batch", "inner_steps", "arch")
+    one = [flag(k) for k in ("ways", "shots", "queries", "meta_batch", "inner_steps", "arch")
            if getattr(args, k) is not None]
     if args.contenders and HIGHER in args.contenders and not args.compare:
         p.error(f"'{HIGHER}' is timed with --compare only")

@@ -37,7 +37,7 @@ from .maml import META_LR, evaluate, meta_step, paper_defaults
 from .model import ARCHITECTURES
 from .omniglot import load_omniglot
 from .plotting import plot_learning_curve
-from .setting import (OPTIONAL, SPLITS, available_device, check, check_setting, finite_nonnegative_float,
+from .setting import (OPTIONAL, SPLITS, available_device, check, check_setting, finite_nonnegative_float, flag,
                       finite_positive_float, network, nonnegative_int, output_folder, positive_int, seed_int,
                       task_count, threads_int, ways_int)
 from .tasks import TaskSampler
@@ -252,7 +252,7 @@ def train(args: argparse.Namespace, argv) -> int:
     if args.resume:
         resumed_model, state = load_model(out / "checkpoint.pt", training=True)
         explicit = {k: v for k, v in config.items()
-                    if any(a.startswith("--" + k.replace("_", "-")) for a in (argv or sys.argv[1:]))}
+                    if any(a.startswith(flag(k)) for a in (argv or sys.argv[1:]))}
         clash = {k: (v, state["config"].get(k)) for k, v in explicit.items()
                  if state["config"].get(k) != v and k not in SCHEDULE_KEYS}
         if clash:
