@@ -33,6 +33,12 @@ def needs_course_venv():
         pytest.skip(reason)
 
 
+def make_environment(*drop: str) -> dict[str, str]:
+    """This process's environment for a fresh `make`: without an outer make's flags (pytest may
+    itself run under `make test`) and without the variables in ``drop``."""
+    return {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", *drop)}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -87,8 +93,7 @@ def test_make_lab_starts_as_root_without_a_display_and_answers_on_its_url(tmp_pa
     made (no browser to open here), and that address serves JupyterLab."""
     needs_course_venv()
     port = free_port()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "JUPYTER_TOKEN", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    env = make_environment("DISPLAY", "WAYLAND_DISPLAY", "JUPYTER_TOKEN")
     env.update({"JUPYTER_PORT": str(port),  # the one change from a user's `make lab`: a free port
                 "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
                 "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
@@ -96,7 +101,9 @@ def test_make_lab_starts_as_root_without_a_display_and_answers_on_its_url(tmp_pa
                 "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces")})
     log = tmp_path / "make_lab.log"
     server = start([MAKE, "--no-print-directory", "lab"], env, log)
-    url = rf"http://(?:localhost|127\.0\.0\.1):{port}/lab\?token=([0-9a-f]+)"
+    # the address JupyterLab prints: our port, or the next free one if another process took it
+    # meanwhile (JupyterLab moves on, as it would for a user)
+    url = r"http://(?:localhost|127\.0\.0\.1):(\d+)/lab\?token=([0-9a-f]+)"
     try:
         deadline, printed = time.monotonic() + 90, None
         while printed is None:
@@ -104,15 +111,15 @@ def test_make_lab_starts_as_root_without_a_display_and_answers_on_its_url(tmp_pa
             assert time.monotonic() < deadline, f"no address printed within 90 s:\n{log.read_text()}"
             time.sleep(0.3)
             printed = re.search(url, log.read_text())
-        token = printed.group(1)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/lab?token={token}", timeout=10) as page:
+        port, token = printed.groups()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/lab?token={token}", timeout=60) as page:
             assert page.status == 200 and b"JupyterLab" in page.read()
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=10) as status:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=60) as status:
             assert status.status == 200
         request = urllib.request.Request(f"http://127.0.0.1:{port}/api/shutdown?token={token}",
                                          method="POST")
-        urllib.request.urlopen(request, timeout=10).close()
-        server.wait(timeout=30)
+        urllib.request.urlopen(request, timeout=60).close()
+        server.wait(timeout=60)
     finally:
         output = stop(server, log)
     assert server.returncode == 0, output
@@ -131,12 +138,9 @@ def test_make_stops_with_a_clear_message_when_dot_cannot_be_installed(tmp_path, 
     bare.mkdir()
     for tool in ("bash", "sh", "cat", "id"):
         (bare / tool).symlink_to(shutil.which(tool))
-    env = {**os.environ, "PATH": str(bare),
+    env = {**make_environment("DISPLAY", "WAYLAND_DISPLAY"), "PATH": str(bare),
            # had the check not stopped `make test`, pytest would only list the tests
-           "PYTEST_ADDOPTS": "--collect-only -q"}
-    for name in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "DISPLAY", "WAYLAND_DISPLAY"):
-        env.pop(name, None)
-    env["JUPYTER_PORT"] = str(free_port())
+           "PYTEST_ADDOPTS": "--collect-only -q", "JUPYTER_PORT": str(free_port())}
     log = tmp_path / "make.log"
     process = start([MAKE, "--no-print-directory", target], env, log)
     try:
@@ -163,8 +167,8 @@ def make_dry_run(*args: str, stamp: str | None = None, new_pins: bool = False,
     if new_pins:
         later = time.time() + 60
         os.utime(tmp_path / "requirements.txt", (later, later))
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
-    return subprocess.run([MAKE, "-n", *args], cwd=tmp_path, env=env, capture_output=True, text=True)
+    return subprocess.run([MAKE, "-n", *args], cwd=tmp_path, env=make_environment(), capture_output=True,
+                          text=True)
 
 
 @pytest.fixture
