@@ -23,10 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import double_backward
+from .maml import Params
 from .model import ConvNet
 from .tasks import TaskBatch
-
-Params = dict[str, torch.Tensor]
 
 
 def batched_forward(model: ConvNet, params: Params, x: torch.Tensor, hand_derived: bool = True) -> torch.Tensor:
@@ -95,14 +94,17 @@ def auto_chunk(model: ConvNet, tasks: TaskBatch) -> int:
 
 
 def batched_meta_gradient(model: ConvNet, params: Params, tasks: TaskBatch, inner_lr: float,
-                          steps: int, first_order: bool = False, chunk: int | None = None,
-                          hand_derived: bool = True):
-    """Same contract as ``maml.meta_gradient`` (cross-entropy): (grads, mean loss, mean accuracy).
+                          steps: int, first_order: bool = False, loss_fn=F.cross_entropy,
+                          chunk: int | None = None, hand_derived: bool = True):
+    """Same contract as ``maml.meta_gradient``: (grads, mean loss, mean accuracy), so it can be
+    ``maml.meta_step``'s engine. Cross-entropy only (the loss is fused per task).
 
     ``chunk`` tasks go through the network together (default: ``auto_chunk``, all of them
     unless an activation would pass CHUNK_BYTES); smaller chunks keep less of the
     second-order graph in memory at once.
     """
+    if loss_fn is not F.cross_entropy:
+        raise ValueError("the batched meta-gradient computes cross-entropy only; use maml.meta_gradient")
     theta = list(params.values())
     total = [torch.zeros_like(p) for p in theta]
     chunk = chunk or auto_chunk(model, tasks)

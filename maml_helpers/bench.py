@@ -28,21 +28,20 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from .allocator import keep_freed_memory
 from .batched import batched_meta_gradient
+from .cli import add_machine_flags, use_machine_flags
 from .errors import MamlError, run_cli
 from .files import atomic_write
 from .maml import meta_gradient, paper_defaults, params_of
 from .model import ARCHITECTURES, ConvNet
-from .setting import flag, nonnegative_int, output_file, positive_int, threads_int, timing_rounds, ways_int
-from .tasks import TaskBatch
-from .timing import compare_timings
+from .setting import flag, nonnegative_int, positive_int, timing_rounds, ways_int
+from .tasks import TaskBatch, random_tasks
+from .timing import compare_timings, matmul_gflops
 
 # name: (ways, shots, queries per class, meta-batch, inner steps, arch), as in the paper
 COMPARE_SETTINGS = {
@@ -58,13 +57,6 @@ HIGHER = "higher, second order"
 PYTORCH_DOUBLE_BACKWARD = "batched, torch formulas"  # second order, PyTorch's double backward
 CONTENDERS = ("loop, second order", "batched, second order", "loop, first order", "batched, first order",
               PYTORCH_DOUBLE_BACKWARD, HIGHER)
-
-
-def random_tasks(batch: int, ways: int, shots: int, queries: int, seed: int = 0) -> TaskBatch:
-    g = torch.Generator().manual_seed(seed)
-    labels = lambda k: torch.arange(ways).repeat_interleave(k).repeat(batch, 1)
-    return TaskBatch(torch.rand(batch, ways * shots, 1, 28, 28, generator=g), labels(shots),
-                     torch.rand(batch, ways * queries, 1, 28, 28, generator=g), labels(queries), None)
 
 
 def higher_meta_gradient(model, tasks: TaskBatch, inner_lr: float, steps: int):
@@ -102,18 +94,6 @@ def contenders(model, tasks: TaskBatch, inner_lr: float, steps: int, with_higher
     if with_higher:
         fns[HIGHER] = (lambda: higher_meta_gradient(model, tasks, inner_lr, steps), "loop, second order")
     return fns
-
-
-def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
-    """The machine's float32 torch.mm rate (GFLOP/s), best of a few, as a yardstick."""
-    a, b = torch.rand(size, size), torch.rand(size, size)
-    a @ b  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * size ** 3 / best / 1e9
 
 
 def bench_setting(ways, shots, queries, meta_batch, steps, arch, rounds, warmup, with_higher,
@@ -185,11 +165,7 @@ def main(argv=None) -> int:
                    help="time only these, quoted as in the table: " + "; ".join(f"'{c}'" for c in CONTENDERS))
     p.add_argument("--iterations", type=timing_rounds, default=5, help="timed rounds per contender")
     p.add_argument("--warmup", type=nonnegative_int, default=1)
-    p.add_argument("--threads", type=threads_int, help="torch.set_num_threads (default: torch's choice)")
-    p.add_argument("--malloc", choices=("keep", "default"), default="keep",
-                   help="keep: glibc keeps freed memory for reuse (allocator.py; default); "
-                        "default: glibc's own behaviour")
-    p.add_argument("--json", type=output_file, help="write the results to this file")
+    add_machine_flags(p, device=False, json="write the results to this file")
     args = p.parse_args(argv)
     one = [flag(k) for k in ("ways", "shots", "queries", "meta_batch", "inner_steps", "arch")
            if getattr(args, k) is not None]
@@ -200,9 +176,7 @@ def main(argv=None) -> int:
                 f"{' '.join(one)} set up one setting without --compare. Drop one or the other.")
     if args.settings and not args.compare:
         p.error("--settings chooses among the settings of --compare: add --compare")
-    kept = args.malloc == "keep" and keep_freed_memory()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    kept = use_machine_flags(args)
     rounds = args.iterations
     if args.compare:
         settings = {n: COMPARE_SETTINGS[n] for n in (args.settings or COMPARE_SETTINGS)}

@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 from .errors import MamlError
+from .maml import MetaGradient
 from .tasks import TaskBatch
 
 
@@ -66,6 +67,16 @@ def average_across_processes(grads: list[torch.Tensor], *numbers: float) -> tupl
         g.copy_(flat[offset:offset + g.numel()].view_as(g))
         offset += g.numel()
     return grads, flat[offset:].tolist()
+
+
+def averaged(engine: MetaGradient) -> MetaGradient:
+    """``engine`` (a meta-gradient function, see ``maml.meta_step``) on this process's share of
+    the tasks, averaged over all processes: every process gets the whole meta-batch's result."""
+    def meta_gradient_of_all(*args, **kwargs):
+        grads, loss, acc = engine(*args, **kwargs)
+        grads, (loss, acc) = average_across_processes(grads, loss, acc)
+        return grads, loss, acc
+    return meta_gradient_of_all
 
 
 def any_process(flag: bool, device="cpu") -> bool:

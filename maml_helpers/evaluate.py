@@ -21,53 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 
-import torch
-
-from .allocator import keep_freed_memory
-from .checkpoint import load_model  # noqa: F401  (public here too: notebooks import it from evaluate)
-from .errors import DataError, MamlError, run_cli
+from .cli import Progress, add_machine_flags, use_machine_flags
+from .errors import run_cli
+from .evaluation import evaluate_checkpoint
 from .files import atomic_write
-from .maml import evaluate
-from .omniglot import load_omniglot
-from .setting import (available_device, check, check_drawings, nonnegative_int, output_file, positive_int,
-                      seed_int, task_count, threads_int)
-from .tasks import TaskSampler
-from .train import eval_queries, run_split
-
-
-def evaluate_checkpoint(path, tasks: int = 600, steps: int | None = None, queries: int | None = None,
-                        seed: int = 0, data_dir=None, download: bool = True, device="cpu",
-                        query_batch: int | None = None):
-    """(accuracy, ci95, setting) of a checkpoint on seeded meta-test tasks.
-
-    The query set goes through the network in batches of ``query_batch`` drawings per class
-    (default: the run's training queries per class; 0: the whole set at once), because
-    BatchNorm's batch statistics make the batch part of the input (``maml.forward_in_batches``).
-    """
-    # Every argument and the checkpoint are checked before the data is loaded.
-    tasks = check("--tasks", tasks, task_count)
-    seed = check("--seed", seed, seed_int)
-    device = check("--device", device, available_device)
-    model, state = load_model(path)
-    config = state["config"]
-    queries = eval_queries(config["shots"]) if queries is None else check("--queries", queries, positive_int)
-    check_drawings(config["shots"], queries, shots_name="the checkpoint's shots")
-    steps = config["test_steps"] if steps is None else check("--steps", steps, nonnegative_int)
-    query_batch = (config["queries"] if query_batch is None
-                   else check("--query-batch", query_batch, nonnegative_int) or queries)
-    if queries % query_batch:
-        raise MamlError(f"{queries} query drawings per class do not split into batches of {query_batch} "
-                        f"per class. Choose --queries as a multiple of {query_batch}, or --query-batch 0 "
-                        "(the whole query set at once).")
-    data = load_omniglot(data_dir, download=download)
-    if state.get("data_fingerprint") not in (None, data.fingerprint):
-        raise DataError("This checkpoint was trained on a different copy of Omniglot (content "
-                        "fingerprints differ), so its test split is not comparable.")
-    split = run_split(data, config)
-    sampler = TaskSampler(data.images, split["test"], config["ways"], config["shots"], queries, split="test")
-    acc, ci = evaluate(model.to(device), sampler, config["inner_lr"], steps, tasks=tasks, seed=seed,
-                       device=device, query_batch=query_batch)
-    return acc, ci, {**config, "eval_steps": steps, "eval_queries": queries, "eval_query_batch": query_batch}
+from .setting import nonnegative_int, positive_int, seed_int, task_count
 
 
 def main(argv=None) -> int:
@@ -83,16 +41,17 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the test tasks")
     p.add_argument("--data", help="folder with the Omniglot zips")
     p.add_argument("--no-download", action="store_true")
-    p.add_argument("--device", type=available_device, default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--json", type=output_file, help="also write the result to this file (atomically)")
-    p.add_argument("--threads", type=threads_int, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_machine_flags(p, json="also write the result to this file (atomically)")
     args = p.parse_args(argv)
-    keep_freed_memory()  # allocator.py: faster on CPU, the same numbers
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    acc, ci, setting = evaluate_checkpoint(args.checkpoint, args.tasks, args.steps, args.queries,
-                                           args.seed, args.data, not args.no_download, args.device,
-                                           args.query_batch)
+    use_machine_flags(args)
+    progress = Progress(args.tasks, "meta-test tasks", unit="task", disable=args.no_progress)
+    try:
+        acc, ci, setting = evaluate_checkpoint(args.checkpoint, args.tasks, args.steps, args.queries,
+                                               args.seed, args.data, not args.no_download, args.device,
+                                               args.query_batch, progress=progress)
+    finally:
+        progress.close()
     print(f"setting: {setting['ways']}-way {setting['shots']}-shot, {setting['arch']} net, "
           f"{'first' if setting['first_order'] else 'second'}-order training, "
           f"{setting['eval_steps']} inner steps at lr {setting['inner_lr']}, "

@@ -6,6 +6,10 @@
 The meta-gradient flows *through* the inner update, which is why ``adapt`` keeps the graph
 of its own gradients (``create_graph=True``). With ``create_graph=False`` the inner
 gradient is a constant, d theta'/d theta = I, and the result is first-order MAML.
+
+This file is the algorithm and nothing else: it imports torch and the task types only. Faster
+ways to compute the same meta-gradient (batched.py) and sharing it over processes
+(distributed.py) build on it, and are handed to ``meta_step`` as its ``engine``.
 """
 from __future__ import annotations
 
@@ -17,10 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from .batched import Params, batched_meta_gradient
-from .distributed import average_across_processes
-from .tasks import TaskBatch, TaskSampler
+from .tasks import TaskBatch
+
+Params = dict[str, torch.Tensor]  # parameter name -> tensor: theta, or a task's fast weights
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# (model, params, tasks, inner_lr, steps, first_order, loss_fn) -> (meta-gradient, loss, accuracy)
+MetaGradient = Callable[..., tuple[list[torch.Tensor], float, float]]
 
 # Finn et al. (2017), Omniglot: inner lr, inner steps in training and at test, tasks per meta-batch.
 PAPER_DEFAULTS = {
@@ -119,22 +125,16 @@ def meta_gradient(model: nn.Module, params: Params, tasks: TaskBatch, inner_lr: 
 
 def meta_step(model: nn.Module, optimizer: torch.optim.Optimizer, tasks: TaskBatch,
               inner_lr: float, steps: int, first_order: bool = False,
-              loss_fn: LossFn = F.cross_entropy, batched: bool = False) -> tuple[float, float]:
+              loss_fn: LossFn = F.cross_entropy, engine: MetaGradient = meta_gradient) -> tuple[float, float]:
     """One outer-loop update of the model's parameters; returns (mean query loss, accuracy).
 
-    ``batched=True`` runs all tasks together (batched.py: same gradient, fewer kernels;
-    ConvNet and cross-entropy only). Under torch.distributed, ``tasks`` is this process's
-    share and the meta-gradient is averaged over processes (distributed.py). Raises
-    FloatingPointError, before touching the parameters, if the loss is not finite.
+    ``engine`` computes the meta-gradient: ``meta_gradient`` above, or any function with its
+    signature and result (e.g. batched.py's, which runs all tasks together, or one wrapped by
+    distributed.py to average over processes). Raises FloatingPointError, before touching the
+    parameters, if the loss or the meta-gradient is not finite.
     """
     params = params_of(model)
-    if batched:
-        if loss_fn is not F.cross_entropy:
-            raise ValueError("the batched meta-step computes cross-entropy only; use batched=False")
-        grads, loss, acc = batched_meta_gradient(model, params, tasks, inner_lr, steps, first_order)
-    else:
-        grads, loss, acc = meta_gradient(model, params, tasks, inner_lr, steps, first_order, loss_fn)
-    grads, (loss, acc) = average_across_processes(grads, loss, acc)
+    grads, loss, acc = engine(model, params, tasks, inner_lr, steps, first_order, loss_fn)
     if not math.isfinite(loss) or not all(torch.isfinite(g).all() for g in grads):
         raise FloatingPointError(f"meta-loss is {loss}")
     optimizer.zero_grad(set_to_none=True)
@@ -176,21 +176,3 @@ def query_accuracies(model: nn.Module, tasks: TaskBatch, inner_lr: float, steps:
                      query_batch: int | None = None) -> torch.Tensor:
     """(tasks, steps + 1) query accuracy after 0, 1, ..., ``steps`` inner steps, per task."""
     return adaptation_curve(model, tasks, inner_lr, steps, query_batch=query_batch)
-
-
-def evaluate(model: nn.Module, sampler: TaskSampler, inner_lr: float, steps: int,
-             tasks: int = 600, seed: int = 0, batch_size: int = 50, device="cpu",
-             query_batch: int | None = None) -> tuple[float, float]:
-    """Mean query accuracy over ``tasks`` seeded test tasks, and its 95% confidence half-width.
-
-    Both in [0, 1]. The interval is 1.96 standard errors of the per-task accuracies, as
-    reported by Finn et al. (2017). ``query_batch``: see ``forward_in_batches``.
-    """
-    accs = []
-    for start in range(0, tasks, batch_size):
-        n = min(batch_size, tasks - start)
-        batch = sampler.sample(n, seed=[seed, start]).to(device)
-        accs.append(query_accuracies(model, batch, inner_lr, steps, query_batch)[:, -1])
-    accs = torch.cat(accs).double()
-    ci95 = 1.96 * accs.std().item() / math.sqrt(len(accs)) if len(accs) > 1 else float("nan")
-    return accs.mean().item(), ci95

@@ -99,3 +99,12 @@ class TaskSampler:
             sy.append(torch.tensor(ys)); qy.append(torch.tensor(yq)); classes.append(cls)
         return TaskBatch(torch.stack(sx), torch.stack(sy), torch.stack(qx), torch.stack(qy),
                          np.stack(classes))
+
+
+def random_tasks(batch: int, ways: int, shots: int, queries: int, seed: int = 0) -> TaskBatch:
+    """Tasks of random images of Omniglot's shape: enough to time or test a meta-step, whose
+    cost does not depend on the pixels."""
+    g = torch.Generator().manual_seed(seed)
+    labels = lambda k: torch.arange(ways).repeat_interleave(k).repeat(batch, 1)
+    return TaskBatch(torch.rand(batch, ways * shots, 1, 28, 28, generator=g), labels(shots),
+                     torch.rand(batch, ways * queries, 1, 28, 28, generator=g), labels(queries), None)

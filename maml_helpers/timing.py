@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import torch
+
 
 @dataclass
 class Timing:
@@ -74,3 +76,15 @@ def plot_timings(results: dict[str, Timing], ax=None, title: str = "", unit: str
     ax.set_xlabel(f"time per call ({unit})")
     ax.set_title(title)
     return ax
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """The machine's float32 torch.mm rate (GFLOP/s), best of a few, as a yardstick."""
+    a, b = torch.rand(size, size), torch.rand(size, size)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best / 1e9

@@ -24,23 +24,27 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from .allocator import keep_freed_memory
+from .batched import batched_meta_gradient
 from .checkpoint import load_checkpoint, load_model, nonfinite_tensors, save_checkpoint
-from .distributed import any_process, check_divisible, init_from_env, min_across_processes, shard
+from .cli import add_machine_flags, use_machine_flags
+from .distributed import any_process, averaged, check_divisible, init_from_env, min_across_processes, shard
 from .errors import CheckpointError, MamlError, TrainingDiverged, run_cli
+from .evaluation import eval_queries, meta_test_accuracy, run_split
 from .files import atomic_write, remove_stale_parts
-from .maml import META_LR, evaluate, meta_step, paper_defaults
+from .maml import META_LR, MetaGradient, meta_gradient, meta_step, paper_defaults
 from .model import ARCHITECTURES
 from .omniglot import load_omniglot
 from .plotting import plot_learning_curve
-from .setting import (OPTIONAL, SPLITS, available_device, check, check_setting, finite_nonnegative_float, flag,
-                      finite_positive_float, network, nonnegative_int, output_folder, positive_int, seed_int,
-                      task_count, threads_int, ways_int)
+from .setting import (OPTIONAL, SPLITS, check, check_setting, finite_nonnegative_float, finite_positive_float,
+                      flag, network, nonnegative_int, output_folder, positive_int, seed_int, task_count, ways_int)
 from .tasks import TaskSampler
+
 
 # Settings that define a run; on --resume they come from the checkpoint.
 RUN_KEYS = ("ways", "shots", "queries", "meta_batch", "inner_lr", "train_steps", "test_steps",
@@ -93,19 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-every", type=positive_int, default=500)
     p.add_argument("--val-tasks", type=task_count, default=200)
     p.add_argument("--checkpoint-minutes", type=finite_nonnegative_float, default=5.0)
-    p.add_argument("--device", type=available_device, default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--data", help="folder with the Omniglot zips (default: OMNIGLOT_DIR, cache, download)")
     p.add_argument("--no-download", action="store_true")
     p.add_argument("--out", type=output_folder)
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
-    p.add_argument("--threads", type=threads_int, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--engine", choices=("batched", "loop"), default="batched",
                    help="meta-step: all tasks in one pass (batched.py) or one task at a time; "
                         "the same gradients, so a run may switch on --resume")
-    p.add_argument("--malloc", choices=("keep", "default"), default="keep",
-                   help="keep: glibc keeps freed memory for reuse, faster on CPU (allocator.py); "
-                        "default: the allocator's own behaviour")
     p.add_argument("--no-progress", action="store_true")
+    add_machine_flags(p)
     return p
 
 
@@ -188,28 +188,44 @@ def default_out(config: dict) -> Path:
     return Path("runs") / f"{config['ways']}way{config['shots']}shot-{order}-seed{config['seed']}"
 
 
-def write_curve(out: Path, rows: list[dict], title: str) -> None:
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=CURVE_FIELDS)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write(out / "curve.csv", lambda f: f.write(text.getvalue().encode()))
-    if rows:
-        plot_learning_curve(rows, title=title, path=out / "curve.png")
+@dataclass
+class Run:
+    """Where a run starts: its checked setting, its folder, and what it continues from."""
+    config: dict
+    out: Path
+    resumed: tuple[nn.Module, dict] | None = None  # (model, checkpoint) of --resume
+    init: nn.Module | None = None  # the weights of --init
 
 
-def eval_queries(shots: int) -> int:
-    """Query drawings per class for validation and test: 15, or what the 20 drawings leave."""
-    return min(15, 20 - shots)
-
-
-def run_split(data, config: dict) -> dict:
-    """The run's train/val/test characters. Training and evaluation both call this, so a
-    checkpoint is always tested on the characters its run held out."""
-    return data.splits(config["split"], validation=config["validation"], seed=0)
+def prepare_run(args: argparse.Namespace, argv) -> Run:
+    """The run's setting and its --resume / --init checks, before any data is loaded."""
+    config = run_config(args)
+    out = args.out or default_out(config)
+    if args.resume:
+        model, state = load_model(out / "checkpoint.pt", training=True)
+        explicit = {k: v for k, v in config.items() if any(a.startswith(flag(k)) for a in (argv or sys.argv[1:]))}
+        clash = {k: (v, state["config"].get(k)) for k, v in explicit.items()
+                 if state["config"].get(k) != v and k not in SCHEDULE_KEYS}
+        if clash:
+            raise MamlError(f"--resume continues the run in {out}, whose setting differs from the "
+                            f"flags given: {clash} (given, saved). Drop those flags or use a new --out.")
+        config = check_setting({**state["config"], **{k: config[k] for k in SCHEDULE_KEYS if k in explicit}})
+        return Run(config, out, resumed=(model, state))
+    if (out / "checkpoint.pt").exists():
+        raise MamlError(f"{out} already holds a run. Add --resume to continue it, or choose another --out.")
+    if not args.init:
+        return Run(config, out)
+    init_model, init = load_model(args.init)
+    clash = {k: (init["config"].get(k), config[k]) for k in ("ways", "arch", "hidden")
+             if init["config"].get(k) != config[k]}
+    if clash:
+        raise MamlError(f"--init {args.init} holds a model of another shape: {clash} (its, this "
+                        "run's). Start from a model with the same --ways, --arch and --hidden.")
+    return Run(config, out, init=init_model)
 
 
 def samplers(config: dict, data_dir, download: bool):
+    """The data, and task samplers of the run's training and validation characters."""
     data = load_omniglot(data_dir, download=download)
     split = run_split(data, config)
     train = TaskSampler(data.images, split["train"], config["ways"], config["shots"], config["queries"],
@@ -232,6 +248,153 @@ def load_optimizer(optimizer: torch.optim.Optimizer, saved: dict, path: Path) ->
                               "from another checkpoint, or start a new run (another --out).")
 
 
+def start_state(run: Run, device: torch.device):
+    """The model and Adam (random, --init or resumed), and the run's progress so far."""
+    torch.manual_seed(run.config["seed"])
+    model = network(run.config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=run.config["meta_lr"])
+    progress = {"iteration": 0, "elapsed_s": 0.0, "curve": [], "best": {"val_acc": -1.0, "iteration": 0}}
+    if run.init is not None:
+        model.load_state_dict(run.init.state_dict())
+    if run.resumed is not None:
+        resumed, state = run.resumed
+        model.load_state_dict(resumed.state_dict())
+        load_optimizer(optimizer, state["optimizer"], run.out / "checkpoint.pt")
+        progress = {k: state[k] for k in progress}
+    return model, optimizer, progress
+
+
+def engine_for(name: str, world: int) -> MetaGradient:
+    """The meta-gradient function of --engine, averaged over the processes when there are several."""
+    engine = batched_meta_gradient if name == "batched" else meta_gradient
+    return averaged(engine) if world > 1 else engine
+
+
+class TimeBudget:
+    """--time-budget: after BUDGET_WARMUP meta-steps, time BUDGET_PROBE more; their speed sets the
+    run's total iterations (and so where a meta-lr decay ends). The run stops at the budget anyway."""
+
+    def __init__(self, args: argparse.Namespace, launched: float, start: int, decay_given):
+        self.seconds, self.launched, self.cap = args.time_budget, launched, args.iterations
+        self.start, self.decay_given, self.decay_asked_now = start, decay_given, args.decay_start is not None
+        self.probe_start = None
+
+    def after_step(self, it: int, config: dict, device) -> tuple[int, str] | None:
+        """(new total iterations, a line saying why) once the probe ends; else None."""
+        if not self.seconds:
+            return None
+        if it == self.start + BUDGET_WARMUP:
+            self.probe_start = time.time()
+        if it != self.start + BUDGET_WARMUP + BUDGET_PROBE:
+            return None
+        per_it = (time.time() - self.probe_start) / BUDGET_PROBE
+        total = int(min_across_processes(budget_iterations(
+            it, per_it, self.seconds - (time.time() - self.launched), self.cap), device))
+        # A decay asked for now starts after the measurement (whose lr was the constant one).
+        config["decay_start"] = resolve_decay_start(self.decay_given, total,
+                                                    earliest=it if self.decay_asked_now else 0)
+        decay = (f"; meta-lr cosine from iteration {config['decay_start']} to {total}"
+                 if config["decay_start"] is not None and config["decay_start"] < total else "")
+        return total, (f"time budget {self.seconds:.0f} s: {per_it:.4f} s per meta-step over "
+                       f"{BUDGET_PROBE} → {total} iterations in all{decay}")
+
+    def out_of_time(self) -> bool:
+        return bool(self.seconds) and time.time() - self.launched > self.seconds
+
+
+class RunWriter:
+    """The run's files in its folder, written atomically by process 0 (other processes write nothing)."""
+
+    def __init__(self, out: Path, rank: int, config: dict, fingerprint: str, device: torch.device):
+        self.out, self.rank, self.config, self.fingerprint, self.device = out, rank, config, fingerprint, device
+        self.title = (f"MAML {config['ways']}-way {config['shots']}-shot "
+                      f"({'first' if config['first_order'] else 'second'} order)")
+        if not rank:  # what a killed run (kill -9 mid-write) left behind
+            remove_stale_parts(out, OUT_FILES)
+
+    def checkpoint(self, model, optimizer, progress: dict, planned: int) -> None:
+        """checkpoint.pt (everything --resume needs) and the curve."""
+        if self.rank:
+            return
+        device = self.device
+        hardware = " ".join(filter(None, (platform.machine(), platform.processor(), str(device),
+                                          device.type == "cuda" and torch.cuda.get_device_name(device))))
+        save_checkpoint(self.out / "checkpoint.pt", {
+            "config": self.config, **progress, "planned_iterations": planned, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "data_fingerprint": self.fingerprint,
+            "hardware": hardware, "torch_version": str(torch.__version__)})
+        self.curve(progress["curve"])
+
+    def model(self, model, best: dict) -> None:
+        """model.pt: the weights, with their setting and validation result."""
+        if not self.rank:
+            save_checkpoint(self.out / "model.pt", {"config": self.config, "model": model.state_dict(),
+                                                    "best": best, "data_fingerprint": self.fingerprint})
+
+    def curve(self, rows: list[dict]) -> None:
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=CURVE_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write(self.out / "curve.csv", lambda f: f.write(text.getvalue().encode()))
+        if rows:
+            plot_learning_curve(rows, title=self.title, path=self.out / "curve.png")
+
+
+def take_meta_step(model, optimizer, tasks, config: dict, it: int, engine: MetaGradient, out: Path):
+    """One meta-step; a non-finite loss or update stops the run, keeping the last good checkpoint."""
+    first_order = config["first_order"] or it < config["first_order_iterations"]
+    try:
+        loss, acc = meta_step(model, optimizer, tasks, config["inner_lr"], config["train_steps"],
+                              first_order=first_order, engine=engine)
+        bad = nonfinite_tensors(model.state_dict())
+        if bad:  # a finite gradient can still make an infinite step; never save such weights
+            raise FloatingPointError(f"the update made {bad[0]} non-finite")
+    except FloatingPointError as err:
+        saved = load_checkpoint(out / "checkpoint.pt")["iteration"] if (out / "checkpoint.pt").exists() else None
+        kept = (f"the last good checkpoint ({out / 'checkpoint.pt'}, iteration {saved}) is kept"
+                if saved is not None else "no checkpoint had been written yet")
+        raise TrainingDiverged(f"Training diverged at iteration {it}: {err}. Stopped without saving it, and "
+                               f"{kept}. Try a smaller --meta-lr or --inner-lr.") from None
+    return loss, acc
+
+
+def validate(model, sampler: TaskSampler, config: dict, args, device, bar: "TrainingBar") -> tuple[float, float]:
+    """Meta-test accuracy on the validation characters (the same tasks every time)."""
+    return meta_test_accuracy(model, sampler, config["inner_lr"], config["test_steps"], tasks=args.val_tasks,
+                              seed=config["seed"] + 1, device=device, query_batch=config["queries"],
+                              progress=lambda n: bar.validating(n, args.val_tasks))
+
+
+class TrainingBar:
+    """The progress bar: loss, accuracy and the last validation figure; it says when it validates."""
+
+    def __init__(self, args: argparse.Namespace, progress: dict, title: str, quiet: bool):
+        from tqdm.auto import tqdm
+        self.bar = tqdm(initial=progress["iteration"], total=args.iterations, desc=title, mininterval=2.0,
+                        disable=args.no_progress or quiet, file=sys.stderr)
+        self.quiet, best = quiet, progress["best"]["val_acc"]
+        self.val = f"{100 * best:.1f}" if best >= 0 else "-"
+
+    def replan(self, total: int, why: str) -> int:
+        self.bar.total = total
+        if not self.quiet:
+            self.bar.write(why)
+        return total
+
+    def validating(self, done: int, of: int) -> None:
+        self.bar.set_postfix_str(f"validating: {done}/{of} tasks", refresh=True)
+
+    def step(self, loss: float, acc: float, val_acc: float | None) -> None:
+        if val_acc is not None:
+            self.val = f"{100 * val_acc:.1f}"
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{loss:.3f}", acc=f"{100 * acc:.1f}", val=self.val, refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def main(argv=None) -> int:
     try:
         return train(build_parser().parse_args(argv), argv)
@@ -241,164 +404,62 @@ def main(argv=None) -> int:
 
 
 def train(args: argparse.Namespace, argv) -> int:
-    t_launch = time.time()  # --time-budget counts from here: loading the data is part of the run
-    if args.malloc == "keep":
-        keep_freed_memory()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    config = run_config(args)
-    out = args.out or default_out(config)
-    state = None
-    if args.resume:
-        resumed_model, state = load_model(out / "checkpoint.pt", training=True)
-        explicit = {k: v for k, v in config.items()
-                    if any(a.startswith(flag(k)) for a in (argv or sys.argv[1:]))}
-        clash = {k: (v, state["config"].get(k)) for k, v in explicit.items()
-                 if state["config"].get(k) != v and k not in SCHEDULE_KEYS}
-        if clash:
-            raise MamlError(f"--resume continues the run in {out}, whose setting differs from the "
-                            f"flags given: {clash} (given, saved). Drop those flags or use a new --out.")
-        config = check_setting({**state["config"], **{k: config[k] for k in SCHEDULE_KEYS if k in explicit}})
-    elif (out / "checkpoint.pt").exists():
-        raise MamlError(f"{out} already holds a run. Add --resume to continue it, or choose "
-                        "another --out.")
-    init_model = None
-    if state is None and args.init:  # checked before any work, like the resumed checkpoint
-        init_model, init = load_model(args.init)
-        clash = {k: (init["config"].get(k), config[k]) for k in ("ways", "arch", "hidden")
-                 if init["config"].get(k) != config[k]}
-        if clash:
-            raise MamlError(f"--init {args.init} holds a model of another shape: {clash} (its, this "
-                            "run's). Start from a model with the same --ways, --arch and --hidden.")
-
+    launched = time.time()  # --time-budget counts from here: loading the data is part of the run
+    use_machine_flags(args)
+    run = prepare_run(args, argv)
+    config, device = run.config, torch.device(args.device)
     decay_given = args.decay_start if args.decay_start is not None else config["decay_start"]
-    device = torch.device(args.device)
     if device.type == "cuda":  # full float32, as on a CPU: TF32 would round the small second-order terms
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     rank, world = init_from_env(device)
-    check_divisible(config["meta_batch"], world)  # before loading the data: fail fast
-    # the model and the optimizer before the data: a bad checkpoint fails fast
-    torch.manual_seed(config["seed"])
-    model = network(config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config["meta_lr"])
-    start, elapsed, rows = 0, 0.0, []
-    best = {"val_acc": -1.0, "iteration": 0}
-    if init_model is not None:
-        model.load_state_dict(init_model.state_dict())
-    if state is not None:
-        model.load_state_dict(resumed_model.state_dict())
-        load_optimizer(optimizer, state["optimizer"], out / "checkpoint.pt")
-        start, elapsed, rows, best = state["iteration"], state["elapsed_s"], state["curve"], state["best"]
+    check_divisible(config["meta_batch"], world)  # fail fast: before the data is loaded
+    model, optimizer, progress = start_state(run, device)  # a bad checkpoint fails fast too
     data, train_sampler, val_sampler = samplers(config, args.data, not args.no_download)
-    if rank:  # only process 0 validates and writes
-        val_sampler = None
-    else:  # what a killed run (kill -9 mid-write) left behind
-        remove_stale_parts(out, OUT_FILES)
-    title = f"MAML {config['ways']}-way {config['shots']}-shot ({'first' if config['first_order'] else 'second'} order)"
-
-    from tqdm.auto import tqdm
-
-    def snapshot(iteration: int) -> dict:
-        return {"config": config, "iteration": iteration, "planned_iterations": total,
-                "elapsed_s": elapsed + time.time() - t0,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "curve": rows,
-                "best": best, "data_fingerprint": data.fingerprint,
-                "hardware": " ".join(filter(None, (platform.machine(), platform.processor(), str(device),
-                                                   device.type == "cuda" and torch.cuda.get_device_name(device)))),
-                "torch_version": str(torch.__version__)}
-
-    def save(iteration: int) -> None:
-        if rank:
-            return
-        save_checkpoint(out / "checkpoint.pt", snapshot(iteration))
-        write_curve(out, rows, title)
-
-    def save_model() -> None:
-        if rank:
-            return
-        save_checkpoint(out / "model.pt", {"config": config, "model": model.state_dict(),
-                                           "best": best, "data_fingerprint": data.fingerprint})
-
-    t0, last_save = time.time(), time.time()
-    total = args.iterations
-    bar = tqdm(initial=start, total=total, desc=title, disable=args.no_progress or rank > 0,
-               mininterval=2.0, file=sys.stderr)
-    val_text = f"{100 * best['val_acc']:.1f}" if best["val_acc"] >= 0 else "-"
-    it, probe_start = start, None
+    writer, engine = RunWriter(run.out, rank, config, data.fingerprint, device), engine_for(args.engine, world)
+    budget = TimeBudget(args, launched, progress["iteration"], decay_given)
+    bar = TrainingBar(args, progress, writer.title, quiet=rank > 0)
+    t0, last_save, total, it, elapsed = time.time(), time.time(), args.iterations, progress["iteration"], progress["elapsed_s"]
     with stop_signals() as stop_requested:
         while it < total:
-            first_order = config["first_order"] or it < config["first_order_iterations"]
             lr = meta_lr_at(it, config, total)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            tasks = train_sampler.sample(config["meta_batch"], seed=[config["seed"], it])
-            tasks = shard(tasks, rank, world).to(device)
-            try:
-                loss, acc = meta_step(model, optimizer, tasks, config["inner_lr"], config["train_steps"],
-                                      first_order=first_order, batched=args.engine == "batched")
-                bad = nonfinite_tensors(model.state_dict())
-                if bad:  # a finite gradient can still make an infinite step; never save such weights
-                    raise FloatingPointError(f"the update made {bad[0]} non-finite")
-            except FloatingPointError as err:
-                saved = load_checkpoint(out / "checkpoint.pt")["iteration"] if (out / "checkpoint.pt").exists() else None
-                kept = (f"the last good checkpoint ({out / 'checkpoint.pt'}, iteration {saved}) is kept"
-                        if saved is not None else "no checkpoint had been written yet")
-                raise TrainingDiverged(
-                    f"Training diverged at iteration {it}: {err}. Stopped without saving it, and "
-                    f"{kept}. Try a smaller --meta-lr or --inner-lr.") from None
+            tasks = shard(train_sampler.sample(config["meta_batch"], seed=[config["seed"], it]), rank, world)
+            loss, acc = take_meta_step(model, optimizer, tasks.to(device), config, it, engine, run.out)
             it += 1
-            bar.update(1)
-            row = {"iteration": it, "elapsed_s": round(elapsed + time.time() - t0, 2),
-                   "train_loss": round(loss, 5), "train_acc": round(acc, 5), "val_acc": None, "val_ci95": None, "meta_lr": lr}
-            if args.time_budget and it == start + BUDGET_WARMUP:
-                probe_start = time.time()
-            if args.time_budget and it == start + BUDGET_WARMUP + BUDGET_PROBE:
-                per_it = (time.time() - probe_start) / BUDGET_PROBE
-                total = int(min_across_processes(budget_iterations(
-                    it, per_it, args.time_budget - (time.time() - t_launch), args.iterations), device))
-                # A decay asked for now starts after the measurement (whose lr was the constant one).
-                config["decay_start"] = resolve_decay_start(
-                    decay_given, total, earliest=it if args.decay_start is not None else 0)
-                bar.total = total
-                if not rank:
-                    decay = (f"; meta-lr cosine from iteration {config['decay_start']} to {total}"
-                             if config["decay_start"] is not None and config["decay_start"] < total else "")
-                    bar.write(f"time budget {args.time_budget:.0f} s: {per_it:.4f} s per meta-step over "
-                              f"{BUDGET_PROBE} → {total} iterations in all{decay}")
-            if val_sampler is not None and (it % args.val_every == 0 or it == total):
-                val_acc, ci = evaluate(model, val_sampler, config["inner_lr"], config["test_steps"],
-                                       tasks=args.val_tasks, seed=config["seed"] + 1, device=device,
-                                       query_batch=config["queries"])
+            row = {"iteration": it, "elapsed_s": round(elapsed + time.time() - t0, 2), "train_loss": round(loss, 5),
+                   "train_acc": round(acc, 5), "val_acc": None, "val_ci95": None, "meta_lr": lr}
+            planned = budget.after_step(it, config, device)
+            total = bar.replan(*planned) if planned else total
+            if val_sampler is not None and rank == 0 and (it % args.val_every == 0 or it == total):
+                val_acc, ci = validate(model, val_sampler, config, args, device, bar)
                 row.update(val_acc=round(val_acc, 5), val_ci95=round(ci, 5))
-                val_text = f"{100 * val_acc:.1f}"
-                if val_acc > best["val_acc"]:
-                    best = {"val_acc": val_acc, "val_ci95": ci, "iteration": it}
-                    save_model()
-            rows.append(row)
-            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{100 * acc:.1f}", val=val_text, refresh=False)
-            out_of_time = bool(args.time_budget) and time.time() - t_launch > args.time_budget
+                if val_acc > progress["best"]["val_acc"]:
+                    progress["best"] = {"val_acc": val_acc, "val_ci95": ci, "iteration": it}
+                    writer.model(model, progress["best"])
+            progress["curve"].append(row)
+            progress.update(iteration=it, elapsed_s=elapsed + time.time() - t0)
+            bar.step(loss, acc, row["val_acc"])
+            out_of_time = budget.out_of_time()
             if any_process(bool(stop_requested) or out_of_time, device) and it < total:
                 bar.close()  # all processes stop at the same step
-                save(it)
+                writer.checkpoint(model, optimizer, progress, total)
                 why = (f"signal {stop_requested[0]}" if stop_requested else
                        "the time budget ran out" if out_of_time else "another process was stopped")
                 print(f"stopped after iteration {it} of {total} ({why}); the checkpoint in "
-                      f"{out} is up to date: continue with --resume --iterations {total}")
+                      f"{run.out} is up to date: continue with --resume --iterations {total}")
                 return 130 if stop_requested else 0
             if time.time() - last_save > 60 * args.checkpoint_minutes:
-                save(it)
+                writer.checkpoint(model, optimizer, progress, total)
                 last_save = time.time()
     bar.close()
-    final = max(start, total)
-    save(final)
-    if not (out / "model.pt").exists():  # no validation split: the last weights are the model
-        save_model()
-    if rank:
-        return 0
-    print(f"trained {final} iterations in {elapsed + time.time() - t0:.0f} s; "
-          f"best validation accuracy {100 * max(best['val_acc'], 0):.2f}% at iteration "
-          f"{best['iteration']}; checkpoints in {out}")
+    writer.checkpoint(model, optimizer, progress, total)
+    if not (run.out / "model.pt").exists():  # no validation split: the last weights are the model
+        writer.model(model, progress["best"])
+    if not rank:
+        print(f"trained {progress['iteration']} iterations in {progress['elapsed_s']:.0f} s; best validation "
+              f"accuracy {100 * max(progress['best']['val_acc'], 0):.2f}% at iteration "
+              f"{progress['best']['iteration']}; checkpoints in {run.out}")
     return 0
 
 

@@ -14,9 +14,9 @@ from torch import nn
 
 from maml_helpers import batched
 from maml_helpers.batched import auto_chunk, batched_forward, batched_meta_gradient
-from maml_helpers.bench import random_tasks
 from maml_helpers.maml import forward, meta_gradient, meta_step, params_of
 from maml_helpers.model import ConvNet
+from maml_helpers.tasks import random_tasks
 from test_maml import small_tasks
 
 
@@ -69,7 +69,7 @@ def test_batched_meta_step_moves_parameters_like_the_loop():
     opts = [torch.optim.SGD(m.parameters(), lr=0.1) for m in (model, twin)]
     for _ in range(3):
         meta_step(model, opts[0], tasks, 0.4, 1)
-        meta_step(twin, opts[1], tasks, 0.4, 1, batched=True)
+        meta_step(twin, opts[1], tasks, 0.4, 1, engine=batched_meta_gradient)
     for a, b in zip(model.parameters(), twin.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
 
@@ -79,7 +79,7 @@ def test_batched_engine_refuses_what_it_cannot_compute():
     tasks = small_tasks(batch=2, size=16)
     with pytest.raises(ValueError, match="cross-entropy only"):
         meta_step(model, torch.optim.SGD(model.parameters(), lr=0.1), tasks, 0.4, 1,
-                  loss_fn=torch.nn.functional.mse_loss, batched=True)
+                  loss_fn=torch.nn.functional.mse_loss, engine=batched_meta_gradient)
     with pytest.raises(TypeError, match="ConvNet"):
         batched_forward(nn.Linear(2, 2), {}, tasks.support_x)
 

@@ -17,10 +17,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from maml_helpers.batched import batched_meta_gradient
 from maml_helpers.checkpoint import load_checkpoint
-from maml_helpers.distributed import _all_reduce, any_process, min_across_processes, shard
+from maml_helpers.distributed import _all_reduce, any_process, averaged, min_across_processes, shard
 from maml_helpers.errors import MamlError
-from maml_helpers.maml import meta_step
+from maml_helpers.maml import meta_gradient, meta_step
 from test_batched import float64_model
 from test_maml import small_tasks
 
@@ -43,7 +44,8 @@ def train_float64(rank: int, world: int, batched: bool):
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for step in range(STEPS):
         tasks = small_tasks(batch=BATCH, size=16, seed=step)  # every process draws the same tasks
-        meta_step(model, opt, shard(tasks, rank, world), 0.4, 2, batched=batched)
+        engine = averaged(batched_meta_gradient if batched else meta_gradient)
+        meta_step(model, opt, shard(tasks, rank, world), 0.4, 2, engine=engine)
     return model
 
 

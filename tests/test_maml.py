@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from maml_helpers import finite_difference_grad
-from maml_helpers.maml import (adapt, evaluate, forward, forward_in_batches, meta_gradient, meta_step, params_of,
+from maml_helpers.evaluation import meta_test_accuracy
+from maml_helpers.maml import (adapt, forward, forward_in_batches, meta_gradient, meta_step, params_of,
                                query_accuracies)
 from maml_helpers.model import ConvNet
 from maml_helpers.tasks import TaskBatch, TaskSampler
@@ -143,9 +144,9 @@ def test_evaluation_accuracy_and_interval():
     sampler = TaskSampler(images, range(12), ways=5, shots=1, queries=3)
     torch.manual_seed(0)
     model = ConvNet(ways=5, hidden=8)
-    acc, ci = evaluate(model, sampler, 0.4, 2, tasks=20, batch_size=7)
+    acc, ci = meta_test_accuracy(model, sampler, 0.4, 2, tasks=20, batch_size=7)
     assert 0 <= acc <= 1 and 0 < ci < 0.5
-    assert (acc, ci) == evaluate(model, sampler, 0.4, 2, tasks=20, batch_size=7)  # seeded
+    assert (acc, ci) == meta_test_accuracy(model, sampler, 0.4, 2, tasks=20, batch_size=7)  # seeded
     curve = query_accuracies(model, sampler.sample(3, seed=0), 0.4, 4)
     assert curve.shape == (3, 5)
 

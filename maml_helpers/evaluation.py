@@ -1,0 +1,88 @@
+"""Meta-testing: how well a model adapts to tasks of characters it never saw.
+
+``meta_test_accuracy`` is the paper's figure (mean query accuracy over seeded tasks, with a 95%
+interval); ``evaluate_checkpoint`` applies it to a saved run on the characters that run held
+out. Training validates with the same function, and the ``evaluate`` command prints its result.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .checkpoint import load_model
+from .errors import DataError, MamlError
+from .maml import query_accuracies
+from .omniglot import load_omniglot
+from .setting import available_device, check, check_drawings, nonnegative_int, positive_int, seed_int, task_count
+from .tasks import TaskSampler
+
+
+def meta_test_accuracy(model: nn.Module, sampler: TaskSampler, inner_lr: float, steps: int,
+                       tasks: int = 600, seed: int = 0, batch_size: int = 50, device="cpu",
+                       query_batch: int | None = None,
+                       progress: Callable[[int], None] | None = None) -> tuple[float, float]:
+    """Mean query accuracy over ``tasks`` seeded tasks, and its 95% confidence half-width.
+
+    Both in [0, 1]. The interval is 1.96 standard errors of the per-task accuracies, as
+    reported by Finn et al. (2017). ``query_batch``: see ``maml.forward_in_batches``.
+    ``progress(n)`` is called after every ``batch_size`` tasks with the number done.
+    """
+    accs = []
+    for start in range(0, tasks, batch_size):
+        n = min(batch_size, tasks - start)
+        batch = sampler.sample(n, seed=[seed, start]).to(device)
+        accs.append(query_accuracies(model, batch, inner_lr, steps, query_batch)[:, -1])
+        if progress:
+            progress(start + n)
+    accs = torch.cat(accs).double()
+    ci95 = 1.96 * accs.std().item() / math.sqrt(len(accs)) if len(accs) > 1 else float("nan")
+    return accs.mean().item(), ci95
+
+
+def eval_queries(shots: int) -> int:
+    """Query drawings per class for validation and test: 15, or what the 20 drawings leave."""
+    return min(15, 20 - shots)
+
+
+def run_split(data, config: dict) -> dict:
+    """The run's train/val/test characters. Training and evaluation both call this, so a
+    checkpoint is always tested on the characters its run held out."""
+    return data.splits(config["split"], validation=config["validation"], seed=0)
+
+
+def evaluate_checkpoint(path, tasks: int = 600, steps: int | None = None, queries: int | None = None,
+                        seed: int = 0, data_dir=None, download: bool = True, device="cpu",
+                        query_batch: int | None = None, progress: Callable[[int], None] | None = None):
+    """(accuracy, ci95, setting) of a checkpoint on seeded meta-test tasks.
+
+    The query set goes through the network in batches of ``query_batch`` drawings per class
+    (default: the run's training queries per class; 0: the whole set at once), because
+    BatchNorm's batch statistics make the batch part of the input (``maml.forward_in_batches``).
+    """
+    # Every argument and the checkpoint are checked before the data is loaded.
+    tasks = check("--tasks", tasks, task_count)
+    seed = check("--seed", seed, seed_int)
+    device = check("--device", device, available_device)
+    model, state = load_model(path)
+    config = state["config"]
+    queries = eval_queries(config["shots"]) if queries is None else check("--queries", queries, positive_int)
+    check_drawings(config["shots"], queries, shots_name="the checkpoint's shots")
+    steps = config["test_steps"] if steps is None else check("--steps", steps, nonnegative_int)
+    query_batch = (config["queries"] if query_batch is None
+                   else check("--query-batch", query_batch, nonnegative_int) or queries)
+    if queries % query_batch:
+        raise MamlError(f"{queries} query drawings per class do not split into batches of {query_batch} "
+                        f"per class. Choose --queries as a multiple of {query_batch}, or --query-batch 0 "
+                        "(the whole query set at once).")
+    data = load_omniglot(data_dir, download=download)
+    if state.get("data_fingerprint") not in (None, data.fingerprint):
+        raise DataError("This checkpoint was trained on a different copy of Omniglot (content "
+                        "fingerprints differ), so its test split is not comparable.")
+    split = run_split(data, config)
+    sampler = TaskSampler(data.images, split["test"], config["ways"], config["shots"], queries, split="test")
+    acc, ci = meta_test_accuracy(model.to(device), sampler, config["inner_lr"], steps, tasks=tasks, seed=seed,
+                                 device=device, query_batch=query_batch, progress=progress)
+    return acc, ci, {**config, "eval_steps": steps, "eval_queries": queries, "eval_query_batch": query_batch}
