@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 
 import cloud  # noqa: E402
+from maml_helpers import colab  # noqa: E402
 from student_copies import notebook_paths  # noqa: E402
 
 NOTEBOOKS = notebook_paths(REPO / "notebooks")
@@ -61,16 +62,18 @@ def test_every_notebook_starts_with_the_colab_cell(path):
     first = nbformat.read(path, as_version=4).cells[0]
     assert first.cell_type == "code" and cloud.TAG in first.metadata.get("tags", [])
     repo, branch = cloud.read_setting()
-    assert first.source == cloud.cell_source(repo, branch, cloud.colab_pins())
+    assert first.source == cloud.cell_source(repo, branch)
+    assert first.metadata["jupyter"]["source_hidden"] and first.metadata["cellView"] == "form"
+    assert len(first.source.splitlines()) <= 16  # the first code a student sees stays short
 
 
 def test_colab_installs_the_versions_requirements_pins():
-    pins = cloud.colab_pins()
+    pins = colab.pins(REPO)
     assert pins["torchviz"] == "torchviz==0.0.3" and pins["PIL"].startswith("pillow==")
     assert "torch" not in pins  # Colab's own torch build is kept
     for line in (REPO / "requirements.txt").read_text().splitlines():
         name = line.split("==")[0].strip().lower()
-        if name in cloud.COLAB_PACKAGES.values():
+        if name in colab.PACKAGES.values():
             assert line.split("#")[0].strip() in pins.values()
 
 
@@ -96,7 +99,7 @@ def test_publishing_writes_badges_that_open_every_notebook(tmp_path, capsys):
 
     for path in notebook_paths(root / "notebooks"):
         nb, old = nbformat.read(path, as_version=4), before[path.name]
-        assert f'REPO, BRANCH = "{PUBLISHED}", "main"' in nb.cells[0].source
+        assert f'REPO, BRANCH, COURSE = "{PUBLISHED}", "main",' in nb.cells[0].source
         assert nb.cells[1:] == old.cells[1:]  # nothing else in the notebook changed
     assert cloud.main(["--check", "--root", str(root)]) == 0
     assert cloud.sync(root) == []  # a second run has nothing to do
@@ -187,6 +190,8 @@ def published_course(tmp_path: Path) -> Path:
     (origin / "maml_helpers").mkdir(parents=True)
     (origin / "notebooks").mkdir()
     (origin / "maml_helpers" / "__init__.py").write_text('WHERE = "the clone"\n')
+    shutil.copy(REPO / "maml_helpers" / "colab.py", origin / "maml_helpers")  # what the cell calls
+    shutil.copy(REPO / "requirements.txt", origin)
     (origin / "notebooks" / "01.ipynb").write_text("{}\n")
     quiet = {"check": True, "capture_output": True}
     REAL_RUN([git, "init", "-q", "-b", "main", str(origin)], **quiet)
@@ -199,7 +204,7 @@ def published_course(tmp_path: Path) -> Path:
 def test_the_colab_cell_does_nothing_outside_colab(kernel_state, monkeypatch, tmp_path):
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     path_before = list(sys.path)
-    exec(cloud.cell_source(PUBLISHED, "main", cloud.colab_pins()), {})
+    exec(cloud.cell_source(PUBLISHED, "main"), {})
     assert kernel_state.calls == [] and os.getcwd() == str(tmp_path)
     assert sys.path == path_before and os.environ["PYTHONPATH"] == "/elsewhere"
 
@@ -211,7 +216,7 @@ def test_the_colab_cell_fetches_the_course_on_colab(kernel_state, monkeypatch, t
     monkeypatch.setattr(importlib.util, "find_spec",  # as if Colab lacked these two
                         lambda name, *a: None if name in ("torchviz", "higher") else real_find_spec(name, *a))
     monkeypatch.setattr(shutil, "which", lambda name, *a: None)  # and had no `dot`
-    source = cloud.cell_source(origin.as_uri(), "main", cloud.colab_pins())
+    source = cloud.cell_source(origin.as_uri(), "main")
 
     exec(source, {})
     course = tmp_path / "home" / "maml-course"
@@ -219,7 +224,7 @@ def test_the_colab_cell_fetches_the_course_on_colab(kernel_state, monkeypatch, t
         ["git", "clone"], [sys.executable, "-m"], ["apt-get", "update"], ["apt-get", "install"]]
     pip = kernel_state.calls[1]
     assert pip[2:5] == ["pip", "install", "-q"]
-    assert pip[5:] == ["torchviz==0.0.3", cloud.colab_pins()["higher"]]
+    assert pip[5:] == ["torchviz==0.0.3", colab.pins(REPO)["higher"]]
     assert os.getcwd() == str(course / "notebooks")
     assert sys.path[0] == str(course)
     assert os.environ["PYTHONPATH"] == os.pathsep.join([str(course), "/elsewhere"])
@@ -237,7 +242,7 @@ def test_the_colab_cell_fetches_the_course_on_colab(kernel_state, monkeypatch, t
 def test_the_colab_cell_without_an_address_says_so(kernel_state, monkeypatch):
     monkeypatch.setitem(sys.modules, "google.colab", type(sys)("google.colab"))
     with pytest.raises(RuntimeError, match="does not name the repository it is published in"):
-        exec(cloud.cell_source("", "main", cloud.colab_pins()), {})
+        exec(cloud.cell_source("", "main"), {})
     assert kernel_state.calls == []
 
 

@@ -343,3 +343,44 @@ def test_bench_compare_ends_with_the_speedup_over_higher(tmp_path):
 
 def test_task_shape_error_is_a_value_error():
     assert issubclass(TaskShapeError, ValueError)  # callers that catch ValueError still work
+
+
+def test_train_parts_work_alone(tmp_path, monkeypatch):
+    """The named parts of train(): the engine choice, the time budget and the writer."""
+    from maml_helpers.batched import batched_meta_gradient
+    from maml_helpers.maml import meta_gradient
+
+    assert train_cmd.engine_for("loop", 1) is meta_gradient
+    assert train_cmd.engine_for("batched", 1) is batched_meta_gradient
+    assert train_cmd.engine_for("batched", 2) is not batched_meta_gradient  # averaged over processes
+
+    args = train_cmd.build_parser().parse_args(["--iterations", "1000", "--time-budget", "100", "--hidden", "8"])
+    config = train_cmd.run_config(args)
+    clock = FakeClock(0)
+    monkeypatch.setattr(train_cmd, "time", clock)
+    budget = train_cmd.TimeBudget(args, launched=clock.now, start=0, decay_given=None)
+    plans = []
+    for it in range(1, 41):
+        clock.now += 0.5  # half a second per meta-step
+        plans.append(budget.after_step(it, config, "cpu"))
+    assert plans[:-1] == [None] * 39  # 10 warm-up steps, then 30 timed ones
+    total, why = plans[-1]
+    assert total == 40 + int(0.9 * 80 / 0.5) == 184 and "0.5000 s per meta-step over 30 → 184" in why
+    assert not budget.out_of_time()
+    clock.now += 81
+    assert budget.out_of_time()
+
+    model = train_cmd.network(config)
+    optimizer = torch.optim.Adam(model.parameters())
+    progress = {"iteration": 3, "elapsed_s": 1.5, "curve": [], "best": {"val_acc": 0.5, "iteration": 2}}
+    other = train_cmd.RunWriter(tmp_path, rank=1, config=config, fingerprint="f", device=torch.device("cpu"))
+    other.checkpoint(model, optimizer, progress, planned=10)
+    other.model(model, progress["best"])
+    assert list(tmp_path.iterdir()) == []  # only process 0 writes
+    writer = train_cmd.RunWriter(tmp_path, rank=0, config=config, fingerprint="f", device=torch.device("cpu"))
+    writer.checkpoint(model, optimizer, progress, planned=10)
+    writer.model(model, progress["best"])
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["iteration"] == 3 and state["planned_iterations"] == 10 and state["best"]["iteration"] == 2
+    assert load_checkpoint(tmp_path / "model.pt")["best"]["val_acc"] == 0.5
+    assert (tmp_path / "curve.csv").read_text().startswith("iteration,")

@@ -18,12 +18,11 @@ The public address is kept in one place, pyproject.toml's `[tool.course]` table,
   link for every notebook.
   Without an address the block says how to set one and shows no badge (a badge pointing
   nowhere would be worse than none).
-- Every notebook's first cell (tagged `cloud-setup`): Colab opens a notebook from GitHub
-  without the rest of the repository, so on Colab only the cell clones the course, puts
-  `maml_helpers` on the path, installs the packages Colab lacks at the versions
-  requirements.txt pins (Colab's own torch is kept), installs Graphviz's `dot` if missing, and
-  moves into the clone's notebooks/ folder so relative paths work. Anywhere else (your machine,
-  CI, Binder) it does nothing. The static site leaves it out; student copies keep it.
+- Every notebook's first cell (tagged `cloud-setup`, collapsed): Colab opens a notebook from
+  GitHub without the rest of the repository, so on Colab only the cell clones the course and
+  calls `maml_helpers.colab.finish_setup` (the packages Colab lacks at the versions
+  requirements.txt pins, Graphviz's `dot`, the paths, the notebooks/ folder). Anywhere else
+  (your machine, CI, Binder) it does nothing. The static site leaves it out; student copies keep it.
 """
 from __future__ import annotations
 
@@ -45,39 +44,26 @@ REPO = Path(__file__).resolve().parents[1]
 TAG = "cloud-setup"
 START, END = "<!-- cloud:start -->", "<!-- cloud:end -->"
 GITHUB = re.compile(r"https://github\.com/([A-Za-z0-9-]+)/([A-Za-z0-9._-]+?)(?:\.git)?/?")
-# What the course imports beyond Python itself, by import name -> requirements.txt name.
-# torch is left out on purpose: Colab's own build matches its GPU; reinstalling it costs GBs.
-COLAB_PACKAGES = {"numpy": "numpy", "PIL": "pillow", "matplotlib": "matplotlib",
-                  "tqdm": "tqdm", "torchviz": "torchviz", "graphviz": "graphviz",
-                  "higher": "higher"}
-
+# The first cell of every notebook. It stays short: the work is in maml_helpers/colab.py, which
+# exists only once the course is cloned.
 CELL = '''\
-# Google Colab only (it opens this notebook without the rest of the course): fetch the course
-# and what Colab lacks. Anywhere else (your machine, Binder, CI) this cell does nothing.
+# @title Colab set-up (does nothing anywhere else)
+# Google Colab opens this notebook without the rest of the course: fetch it, then what Colab lacks.
 import sys
 if "google.colab" in sys.modules:
-    import importlib.util, os, shutil, subprocess
-    REPO, BRANCH = {repo}, {branch}  # written by tools/cloud.py from pyproject.toml
-    COURSE = os.path.expanduser("~/maml-course")
+    import os, subprocess
+    REPO, BRANCH, COURSE = {repo}, {branch}, os.path.expanduser("~/maml-course")  # by tools/cloud.py
     if not REPO:
-        raise RuntimeError("This copy of the course does not name the repository it is "
-                           "published in, so Colab cannot fetch maml_helpers. Open the "
-                           "notebook from a published copy's README (its Colab badge).")
+        raise RuntimeError("This copy of the course does not name the repository it is published in, so Colab "
+                           "cannot fetch maml_helpers. Open the notebook from a published copy's Colab badge.")
     if not os.path.isdir(COURSE):
         subprocess.run(["git", "clone", "-q", "--depth=1", "-b", BRANCH, REPO, COURSE], check=True)
-    PINS = {{  # import name: the version requirements.txt pins (installed only if missing)
-{pins}}}
-    missing = [pin for name, pin in PINS.items() if importlib.util.find_spec(name) is None]
-    if missing:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
-    if shutil.which("dot") is None:
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-qq", "-y", "graphviz"], check=True)
     if COURSE not in sys.path:
-        sys.path.insert(0, COURSE)  # this kernel; PYTHONPATH: the commands notebooks start
-        paths = [COURSE, os.environ.get("PYTHONPATH")]
-        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
-    os.chdir(os.path.join(COURSE, "notebooks"))'''
+        sys.path.insert(0, COURSE)
+    from maml_helpers.colab import finish_setup
+    finish_setup(COURSE)'''
+# Collapsed in JupyterLab (source_hidden) and shown as its title in Colab (cellView: form).
+CELL_METADATA = {"tags": [TAG], "jupyter": {"source_hidden": True}, "cellView": "form"}
 
 
 class CloudError(Exception):
@@ -129,20 +115,6 @@ def write_setting(repo: str, branch: str, root: Path = REPO) -> None:
 
 # ---------------------------------------------------------------- what gets written
 
-def colab_pins(root: Path = REPO) -> dict[str, str]:
-    """Import name -> pinned requirement, for the packages Colab may lack."""
-    pins = {}
-    for line in (root / "requirements.txt").read_text(encoding="utf-8").splitlines():
-        m = re.match(r"\s*([A-Za-z0-9_.-]+)\s*==\s*([^\s#;]+)", line)
-        if m:
-            pins[m.group(1).lower()] = f"{m.group(1)}=={m.group(2)}"
-    missing = [req for req in COLAB_PACKAGES.values() if req not in pins]
-    if missing:
-        raise CloudError(f"requirements.txt pins no version of {', '.join(missing)}; "
-                         "pin it there first (the Colab cell installs that version)")
-    return {name: pins[req] for name, req in COLAB_PACKAGES.items()}
-
-
 def colab_url(repo: str, branch: str, notebook: str) -> str:
     owner, name = parse_github(repo)
     return f"https://colab.research.google.com/github/{owner}/{name}/blob/{branch}/notebooks/{notebook}"
@@ -171,10 +143,8 @@ def readme_block(repo: str, branch: str, notebooks: list[str]) -> str:
     return f"{START}\n{body}\n{END}"
 
 
-def cell_source(repo: str, branch: str, pins: dict[str, str]) -> str:
-    items = [f"{json.dumps(name)}: {json.dumps(pin)}" for name, pin in pins.items()]
-    lines = ["        " + ", ".join(items[i:i + 3]) for i in range(0, len(items), 3)]
-    return CELL.format(repo=json.dumps(repo), branch=json.dumps(branch), pins=",\n".join(lines))
+def cell_source(repo: str, branch: str) -> str:
+    return CELL.format(repo=json.dumps(repo), branch=json.dumps(branch))
 
 
 # ---------------------------------------------------------------- applying it
@@ -190,12 +160,12 @@ def updated_notebook(nb, source: str) -> bool:
     """Put ``source`` into the notebook's first cell (inserted if missing); True if it changed."""
     first = nb.cells[0] if nb.cells else None
     if first is not None and TAG in first.metadata.get("tags", []):
-        if first.source == source:
+        metadata = {**first.metadata, **CELL_METADATA}
+        if first.source == source and first.metadata == metadata:
             return False
-        first.source = source
+        first.source, first.metadata = source, nbformat.from_dict(metadata)
         return True
-    cell = nbformat.v4.new_code_cell(source, metadata={"tags": [TAG]})
-    nb.cells.insert(0, cell)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(source, metadata=CELL_METADATA))
     return True
 
 
@@ -203,7 +173,7 @@ def sync(root: Path = REPO, check: bool = False) -> list[str]:
     """Write (or, with check, only list) what is stale; returns the paths concerned."""
     repo, branch = read_setting(root)
     notebooks = notebook_paths(root / "notebooks")
-    source = cell_source(repo, branch, colab_pins(root))
+    source = cell_source(repo, branch)
     stale = []
     readme = root / "README.md"
     text = readme.read_text(encoding="utf-8")
