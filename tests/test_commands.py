@@ -327,10 +327,11 @@ def test_keep_freed_memory_is_taken_by_glibc():
 
 def test_bench_compare_ends_with_the_speedup_over_higher(tmp_path):
     pytest.importorskip("higher")
-    result = run("bench", "--compare", "--settings", "5w1s-1q-strided", "--iterations", "2",
-                 "--warmup", "0", "--json", str(tmp_path / "c.json"))
+    result = run("bench", "--compare", "--settings", "20w1s-1q-5steps-strided", "5w1s-1q-strided",
+                 "--iterations", "2", "--warmup", "0", "--json", str(tmp_path / "c.json"))
     assert result.returncode == 0, result.stderr
-    last = result.stdout.strip().splitlines()[-1]
+    *_, twenty_way, last = result.stdout.strip().splitlines()
+    assert re.fullmatch(r"speedup_vs_higher\[20w1s-1q-5steps-strided\]: \d+\.\d\d \(.+, second order\)", twenty_way)
     assert re.fullmatch(r"speedup_vs_higher: \d+\.\d\d", last), last
     record = json.loads((tmp_path / "c.json").read_text())
     contenders = record["settings"]["5w1s-1q-strided"]["contenders"]
@@ -339,6 +340,8 @@ def test_bench_compare_ends_with_the_speedup_over_higher(tmp_path):
     speedup = record["speedup_vs_higher"]
     assert speedup["value"] == pytest.approx(higher["median_s"] / contenders[speedup["ours"]]["median_s"])
     assert last == f"speedup_vs_higher: {speedup['value']:.2f}"
+    by_setting = record["speedup_vs_higher_by_setting"]
+    assert twenty_way.split(": ")[1].startswith(f"{by_setting['20w1s-1q-5steps-strided']['value']:.2f} (")
 
 
 def test_task_shape_error_is_a_value_error():
