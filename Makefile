@@ -1,8 +1,8 @@
 # Two commands: `make lab` (open the course) and `make test` (run every test and notebook).
 # Each sets itself up on first use: a virtual environment in .venv, the pinned
 # requirements, this package (editable), and Graphviz's `dot` program.
-# For teaching: `make student` (student copies in build/student) and `make site` (static
-# HTML pages in build/site).
+# For teaching: `make student` (student copies in build/student) and `make site` (the static
+# website in build/site, built by Jupyter Book from requirements-site.txt).
 # Publishing a copy: `make badges REPO=https://github.com/OWNER/NAME` (Colab and Binder links).
 #
 # Variables:
@@ -13,6 +13,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+SITE_STAMP := $(VENV)/.installed-site
 # The one address of PyTorch's CPU-only wheels (binder/requirements.txt uses it too; a test checks).
 TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
 
@@ -37,7 +38,7 @@ lab: setup
 	$(BIN)/python tools/lab.py $(ARGS)
 
 # Test files and notebooks run in parallel, one file per worker (a notebook's cells stay in order).
-test: setup
+test: setup $(SITE_STAMP)
 	$(BIN)/python -m pytest -n auto --dist loadfile --durations=10 -rfEs
 
 # Every notebook replayed under other numerical settings (instruction sets, MKL and oneDNN code
@@ -49,8 +50,9 @@ test-portable: setup
 student: $(STAMP)
 	$(BIN)/python tools/student_copies.py --out build/student
 
-# Every notebook with its committed outputs as static HTML, with a contents page.
-site: $(STAMP)
+# The course as a static website (Jupyter Book): the README, then every notebook with its
+# committed outputs; settings in tools/site/.
+site: $(SITE_STAMP)
 	$(BIN)/python tools/build_site.py --out build/site
 
 # Colab / Binder badges in the README and the Colab set-up cell atop every notebook, made from
@@ -66,6 +68,11 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet $(if $(TORCH),--extra-index-url $(TORCH_CPU_INDEX)) -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	echo "torch=$(or $(TORCH),default)" > $@
+
+# The site's tools (requirements-site.txt), constrained to the course's pins.
+$(SITE_STAMP): requirements-site.txt | $(STAMP)
+	$(BIN)/python -m pip install --quiet -c requirements.txt -r requirements-site.txt
+	touch $@
 
 dot:
 	@tools/ensure_dot.sh

@@ -1,5 +1,5 @@
-"""Classroom tooling: student copies (tools/student_copies.py) and the static site
-(tools/build_site.py). Both work on whatever notebooks exist in notebooks/."""
+"""Classroom tooling: student copies (tools/student_copies.py), for whatever notebooks exist in
+notebooks/. (The static site, tools/build_site.py, is checked in tests/test_site.py.)"""
 from __future__ import annotations
 
 import json
@@ -7,9 +7,7 @@ import os
 import re
 import shutil
 import sys
-from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import nbformat
 import pytest
@@ -17,7 +15,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 
-import build_site  # noqa: E402
 import student_copies  # noqa: E402
 from student_copies import STUB_SOURCE, is_solution, is_stub, notebook_paths  # noqa: E402
 
@@ -176,79 +173,3 @@ def test_student_copy_runs_top_to_bottom(name, student_dir, tmp_path):
     assert execution_problems(nb) == []
     assert sum(is_stub(c) and c.outputs[0]["ename"] == "NotImplementedError" for c in nb.cells) \
         == stubs
-
-
-# ---------------------------------------------------------------- the static site
-
-class Links(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.urls: list[tuple[str, str, str]] = []  # (tag, attribute, url)
-        self.details = 0
-
-    def handle_starttag(self, tag, attrs):
-        for name, value in attrs:
-            if name in ("href", "src") and value is not None:
-                self.urls.append((tag, name, value))
-        if tag == "details" and "course-solution" in (dict(attrs).get("class") or ""):
-            self.details += 1
-
-
-def links_of(page: Path) -> Links:
-    parser = Links()
-    parser.feed(page.read_text(encoding="utf-8"))
-    return parser
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("site") / "site"
-    assert build_site.main(["--out", str(out)]) == 0  # what `make site` runs
-    return out
-
-
-def test_site_has_an_index_and_a_page_per_notebook(site):
-    index = (site / "index.html").read_text(encoding="utf-8")
-    hrefs = [url for tag, _, url in links_of(site / "index.html").urls if tag == "a"]
-    assert hrefs == [f"{p.stem}.html" for p in NOTEBOOKS]  # in course order
-    for path in NOTEBOOKS:
-        assert (site / f"{path.stem}.html").is_file()
-        title, goal = build_site.title_and_goal(nbformat.read(path, as_version=4))
-        assert title and build_site._inline_html(title) in index
-        assert goal and build_site._inline_html(goal) in index
-
-
-def test_site_pages_link_only_to_files_that_exist(site):
-    pages = sorted(site.glob("*.html"))
-    assert len(pages) == len(NOTEBOOKS) + 1
-    checked = 0
-    for page in pages:
-        for tag, attribute, url in links_of(page).urls:
-            parts = urlsplit(url)
-            if parts.scheme or url.startswith(("#", "//")) or not url:
-                assert parts.scheme in ("", "http", "https", "data", "mailto"), url
-                continue
-            target = (page.parent / unquote(parts.path)).resolve()
-            assert target.is_file(), f"{page.name}: <{tag} {attribute}={url!r}> is missing"
-            assert target.is_relative_to(site.resolve()), f"{page.name}: {url} leaves the site"
-            checked += 1
-    assert checked >= 3 * len(NOTEBOOKS)  # at least the navigation bars and the index
-
-
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=by_name)
-def test_site_page_navigation_and_folded_solutions(path, site):
-    i = NOTEBOOKS.index(path)
-    page = site / f"{path.stem}.html"
-    links = links_of(page)
-    hrefs = [url for tag, _, url in links.urls if tag == "a"]
-    assert "index.html" in hrefs
-    if i > 0:
-        assert f"{NOTEBOOKS[i - 1].stem}.html" in hrefs
-    if i + 1 < len(NOTEBOOKS):
-        assert f"{NOTEBOOKS[i + 1].stem}.html" in hrefs
-    assert not any(urlsplit(u).path.endswith((".ipynb", ".md")) for u in hrefs if "://" not in u)
-    nb = nbformat.read(path, as_version=4)
-    assert links.details == sum(map(is_solution, nb.cells))
-    # the Colab set-up cell (tools/cloud.py) is for running, not reading: the page leaves it out
-    assert build_site.CLOUD_TAG in nb.cells[0].metadata.get("tags", [])
-    assert "google.colab" not in page.read_text(encoding="utf-8")

@@ -159,11 +159,12 @@ def make_dry_run(*args: str, stamp: str | None = None, new_pins: bool = False,
                  tmp_path: Path) -> subprocess.CompletedProcess:
     """`make -n` in a copy of the Makefile and the files it depends on (never the real .venv);
     ``stamp``: what an earlier `make setup` recorded; ``new_pins``: requirements changed since."""
-    for name in ("Makefile", "requirements.txt", "pyproject.toml"):
+    for name in ("Makefile", "requirements.txt", "requirements-site.txt", "pyproject.toml"):
         shutil.copy2(REPO / name, tmp_path / name)
     if stamp is not None:
         (tmp_path / ".venv").mkdir(exist_ok=True)
         (tmp_path / ".venv" / ".installed").write_text(stamp + "\n")
+        (tmp_path / ".venv" / ".installed-site").touch()  # the site's tools (make test, make site)
     if new_pins:
         later = time.time() + 60
         os.utime(tmp_path / "requirements.txt", (later, later))
@@ -207,3 +208,18 @@ def test_the_venv_remembers_its_torch_and_refuses_to_mix(tmp_path, need_make):
     later = make_dry_run("test", stamp="torch=cpu", new_pins=True, tmp_path=tmp_path)
     assert later.returncode == 0, later.stderr
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in later.stdout
+
+
+def test_the_site_tools_are_installed_for_make_site_and_make_test_only(tmp_path, need_make):
+    """requirements-site.txt (Jupyter Book) on top of the course's pins, which it cannot move;
+    `make lab` (what students run) never installs it."""
+    site = make_dry_run("site", tmp_path=tmp_path)
+    test = make_dry_run("test", tmp_path=tmp_path)
+    lab = make_dry_run("lab", tmp_path=tmp_path)
+    assert site.returncode == 0 and test.returncode == 0 and lab.returncode == 0, \
+        site.stderr + test.stderr + lab.stderr
+    for run in (site, test):
+        install = [ln for ln in run.stdout.splitlines() if "-r requirements-site.txt" in ln]
+        assert install and "-c requirements.txt" in install[0], run.stdout
+        assert run.stdout.index("-r requirements.txt") < run.stdout.index("-r requirements-site.txt")
+    assert "requirements-site.txt" not in lab.stdout
