@@ -1,10 +1,11 @@
 """JupyterLab in a real browser: start JupyterLab as `make lab` does (tools/lab.py), open
 notebook 01 in Debian's Chromium (driven by Playwright), Run All Cells, and see the worked
-values appear.
+values appear; open notebook 03, Run All Cells, flip its widget's create_graph switch and move
+its lr slider, and see the widget recompute x.grad.
 
-Leaves a screenshot in build/artifacts/jupyterlab_01.png. Needs /usr/bin/chromium (Debian
-package `chromium`; .ci/run installs it): without it the test is skipped locally and fails in
-CI (CI=true). Playwright's own browser downloads are never used.
+Leaves screenshots in build/artifacts/ (jupyterlab_01.png, jupyterlab_03_widget.png). Needs
+/usr/bin/chromium (Debian package `chromium`; .ci/run installs it): without it the test is
+skipped locally and fails in CI (CI=true). Playwright's own browser downloads are never used.
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 NOTEBOOK = "01_backward_vs_autograd_grad.ipynb"
 EXPECTED = ["7200", "14400"]  # x1.grad after one and after two backward() calls (section 1)
 SCREENSHOT = REPO / "build" / "artifacts" / "jupyterlab_01.png"
+WIDGET_NOTEBOOK = "03_clone_and_create_graph.ipynb"
+WIDGET_SCREENSHOT = REPO / "build" / "artifacts" / "jupyterlab_03_widget.png"
 IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 # JupyterLab user settings for the test: render every cell (no windowing, so all outputs are in
@@ -89,11 +92,13 @@ def lab(tmp_path_factory):
     course = root / "course"
     (course / "notebooks").mkdir(parents=True)
     shutil.copytree(REPO / "images", course / "images")
-    nb = nbformat.read(REPO / "notebooks" / NOTEBOOK, as_version=4)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
-    nbformat.write(nb, course / "notebooks" / NOTEBOOK)
+    for name in (NOTEBOOK, WIDGET_NOTEBOOK):
+        nb = nbformat.read(REPO / "notebooks" / name, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        nb.metadata.pop("widgets", None)  # saved widget state is output too
+        nbformat.write(nb, course / "notebooks" / name)
     for name, values in LAB_SETTINGS.items():
         path = root / "settings" / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -166,26 +171,69 @@ def stop_server(server: subprocess.Popen, base: str, token: str, runtime: str) -
 
 
 # JavaScript run in the page, through the app handle that --LabApp.expose_app_in_browser gives
-NOTEBOOK_READY = """() => {
+# (the current widget must be the notebook asked for: JupyterLab also reopens the notebooks of
+# an earlier test in this server, and one of them may be current for a moment)
+NOTEBOOK_READY = """(name) => {
     const app = window.jupyterapp, panel = app && app.shell.currentWidget;
-    const kernel = panel && panel.sessionContext && panel.sessionContext.session
-        && panel.sessionContext.session.kernel;
+    const kernel = panel && panel.context && panel.context.path === name && panel.sessionContext
+        && panel.sessionContext.session && panel.sessionContext.session.kernel;
     return !!(kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle'
         && app.commands.isEnabled('notebook:run-all-cells'));
 }"""
-ALL_CELLS_RAN = """() => {
+ALL_CELLS_RAN = """(name) => {
     const panel = window.jupyterapp.shell.currentWidget;
+    const session = panel.context.path === name && panel.sessionContext.session;
     const cells = [...panel.content.model.cells].filter(c => c.type === 'code');
-    return panel.sessionContext.session.kernel.status === 'idle'
+    return !!(session && session.kernel && session.kernel.status === 'idle')
         && cells.length > 0 && cells.every(c => c.executionCount !== null);
 }"""
+ERRORS = """() => {
+    const errors = [];
+    for (const cell of window.jupyterapp.shell.currentWidget.content.model.cells) {
+        for (let i = 0; cell.type === 'code' && i < cell.outputs.length; i++) {
+            const output = cell.outputs.get(i).toJSON();
+            if (output.output_type === 'error') errors.push(output.ename + ': ' + output.evalue);
+        }
+    }
+    return errors;
+}"""
+
+
+def run_all_cells(page, lab, notebook: str) -> list[str]:
+    """Open ``notebook``, Run All Cells from the menu, wait until every code cell has run, and
+    return the texts of its outputs. Only the cells that raise on purpose may show an error."""
+    page.set_default_timeout(90_000)
+    page.goto(f"{lab['base']}/lab/tree/{notebook}?token={lab['token']}")
+    page.locator(".jp-NotebookPanel .jp-CodeCell").first.wait_for()
+    # the notebook is the current widget, its kernel is connected and idle, and
+    # "Run All Cells" is enabled (clicking it any earlier does nothing)
+    page.wait_for_function(NOTEBOOK_READY, arg=notebook, polling=250)
+
+    page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
+    page.locator("li.lm-Menu-item:not(.lm-mod-disabled)",
+                 has_text=re.compile(r"^Run All Cells")).click()
+
+    page.wait_for_function(ALL_CELLS_RAN, arg=notebook, polling=250)
+    nb = nbformat.read(REPO / "notebooks" / notebook, as_version=4)
+    raising = sum("raises-exception" in c.metadata.get("tags", []) for c in nb.cells)
+    errors = page.evaluate(ERRORS)  # the error outputs (a printed message is no error)
+    assert len(errors) == raising, errors  # only the cells that raise on purpose
+    assert not [e for e in errors if e.startswith(("ModuleNotFoundError", "ImportError"))]
+    return page.locator(".jp-NotebookPanel .jp-OutputArea-output").all_inner_texts()
+
+
+def report_failure(page, screenshot: Path, lab) -> None:
+    page.screenshot(path=str(screenshot))  # what the page showed when it failed
+    print(f"screenshot of the failure: {screenshot}\nserver log: {lab['log']}")
+    prompts = page.locator(".jp-NotebookPanel .jp-CodeCell .jp-InputPrompt")
+    print("prompts:", [t.strip() for t in prompts.all_text_contents()])
+    for text in page.locator(".jp-NotebookPanel .jp-OutputArea-output").all_inner_texts():
+        print("output:", text[:300])
 
 
 def test_run_all_cells_of_notebook_01_in_jupyterlab(lab):
     from playwright.sync_api import sync_playwright
 
-    nb = nbformat.read(REPO / "notebooks" / NOTEBOOK, as_version=4)
-    raising = sum("raises-exception" in c.metadata.get("tags", []) for c in nb.cells)
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     SCREENSHOT.unlink(missing_ok=True)
 
@@ -194,27 +242,12 @@ def test_run_all_cells_of_notebook_01_in_jupyterlab(lab):
                                     headless=True)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         try:
-            page.set_default_timeout(90_000)
-            page.goto(f"{lab['base']}/lab/tree/{NOTEBOOK}?token={lab['token']}")
-            page.locator(".jp-NotebookPanel .jp-CodeCell").first.wait_for()
-            # the notebook is the current widget, its kernel is connected and idle, and
-            # "Run All Cells" is enabled (clicking it any earlier does nothing)
-            page.wait_for_function(NOTEBOOK_READY, polling=250)
-
-            page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
-            page.locator("li.lm-Menu-item:not(.lm-mod-disabled)",
-                         has_text=re.compile(r"^Run All Cells")).click()
-
-            page.wait_for_function(ALL_CELLS_RAN, polling=250)
-            outputs = page.locator(".jp-NotebookPanel .jp-OutputArea-output").all_inner_texts()
+            outputs = run_all_cells(page, lab, NOTEBOOK)
             text = "\n".join(outputs)
             # the worked values, in the outputs (the markdown mentions them too)
             assert "before any backward:   x1.grad = None" in text
             for value in EXPECTED:
                 assert f"x1.grad = {value}.0" in text, value
-            errors = [t for t in outputs if re.search(r"^[\w.]*(Error|Exception)(:|$)", t, re.M)]
-            assert len(errors) == raising, errors  # only the cells that raise on purpose
-            assert not [t for t in outputs if "ModuleNotFoundError" in t or "ImportError" in t]
 
             # the kernel that ran them is this environment's Python (where maml_helpers is)
             kernels = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -226,13 +259,57 @@ def test_run_all_cells_of_notebook_01_in_jupyterlab(lab):
             page.locator(".jp-OutputArea-output", has_text="14400").first.scroll_into_view_if_needed()
             page.screenshot(path=str(SCREENSHOT))
         except Exception:
-            page.screenshot(path=str(SCREENSHOT))  # what the page showed when it failed
-            print(f"screenshot of the failure: {SCREENSHOT}\nserver log: {lab['log']}")
-            prompts = page.locator(".jp-NotebookPanel .jp-CodeCell .jp-InputPrompt")
-            print("prompts:", [t.strip() for t in prompts.all_text_contents()])
-            for text in page.locator(".jp-NotebookPanel .jp-OutputArea-output").all_inner_texts():
-                print("output:", text[:300])
+            report_failure(page, SCREENSHOT, lab)
             raise
         finally:
             browser.close()
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+def test_widget_of_notebook_03_recomputes_in_jupyterlab(lab):
+    """The widget runs in the page: flipping create_graph and moving the lr slider (with the
+    keyboard, one 0.05 step per key) make the kernel recompute x.grad, and the page shows it."""
+    from playwright.sync_api import expect, sync_playwright
+
+    WIDGET_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    WIDGET_SCREENSHOT.unlink(missing_ok=True)
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
+                                    headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        try:
+            run_all_cells(page, lab, WIDGET_NOTEBOOK)
+            widget = page.locator(".jp-OutputArea-output .widget-vbox",
+                                  has=page.locator(".widget-checkbox"))
+            table = widget.locator(".widget-html-content pre")
+            graph = widget.locator(".widget-image")
+
+            def shows(text):  # the kernel recomputes (and redraws the graph): allow a loaded machine
+                expect(table).to_contain_text(text, timeout=60_000)
+
+            shows("x = 3, lr = 0.4, create_graph=False")
+            shows("-1108.8")  # section 2's x.grad
+            graph_before = graph.get_attribute("src")
+
+            widget.locator(".widget-checkbox input").click()
+            shows("create_graph=True")
+            shows("-49008.96")  # section 3's x.grad
+            assert graph.get_attribute("src") != graph_before  # the graph was redrawn
+
+            lr = widget.locator(".widget-slider", has=page.locator("label", has_text=re.compile(r"^lr$")))
+            lr.locator(".noUi-handle").focus()
+            page.keyboard.press("ArrowRight")
+            page.keyboard.press("ArrowRight")
+            # lr = 0.5 by hand: x_inner = 6 + 8·0.5·27 = 114, x.grad = −6·114·(2 + 24·0.5·9) = −75240
+            shows("x = 3, lr = 0.5, create_graph=True")
+            shows("-75240.0")
+
+            widget.scroll_into_view_if_needed()
+            page.screenshot(path=str(WIDGET_SCREENSHOT))
+        except Exception:
+            report_failure(page, WIDGET_SCREENSHOT, lab)
+            raise
+        finally:
+            browser.close()
+    assert WIDGET_SCREENSHOT.stat().st_size > 10_000
