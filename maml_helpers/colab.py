@@ -16,7 +16,7 @@ from pathlib import Path
 
 # What the course imports beyond Python itself and torch: import name -> requirements.txt name.
 PACKAGES = {"numpy": "numpy", "PIL": "pillow", "matplotlib": "matplotlib", "tqdm": "tqdm",
-            "torchviz": "torchviz", "graphviz": "graphviz", "higher": "higher"}
+            "torchviz": "torchviz", "graphviz": "graphviz", "higher": "higher", "ipywidgets": "ipywidgets"}
 
 
 def pins(course) -> dict[str, str]:
