@@ -4,6 +4,7 @@ README stays a five-minute read, and the reader-facing docs state what is true n
 history, dates and tracker references belong in CHANGELOG.md only)."""
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -231,3 +232,17 @@ def test_the_checker_catches_what_it_should(tmp_path):
             == "5way1shot-so-seed0-5-way-1-shot-second-order")
     assert anchors("# A\n## A\n") == {"a", "a-1"}
     assert word_count("one two\n```\nthree\n```\n") == 5  # as wc -w: fences too
+
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_text_states_the_present(path):
+    """The notebooks' prose follows the same rule as the docs (code and outputs are not prose)."""
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    problems = history_problems(path, text) + [
+        f"{shown(path)}: a note on the project's honesty is history: state the protocol instead"
+        for _ in re.finditer(r"note on honesty", text, re.I)]
+    assert not problems, "\n".join(problems)
