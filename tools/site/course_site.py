@@ -7,7 +7,10 @@
         gets `hide-cell`: input and output folded into a <details> element whose summary
         reads "Solution (click to show)";
     the Colab set-up cell (tools/cloud.py, tagged `cloud-setup`) gets `remove-cell`: it does
-        nothing outside Colab, so it is not for reading.
+        nothing outside Colab, so it is not for reading;
+    a widget's output (maml_helpers/widgets.py) keeps only its plain text, which says to run
+        the notebook, and the saved widget state goes: a page would need scripts from a CDN to
+        draw it, and the site reads offline. The printed twin in the next cell shows the content.
 - Pictures and files that raw HTML in a page points to (the README's `<p align="center"><img
   src="images/...">`, which MyST passes through as it is) are copied into the site at the same
   place, so they show; a raw-HTML link to another page of the site points to its HTML page.
@@ -36,9 +39,15 @@ SOLUTION_SHOW = "Solution (click to show)"
 SOLUTION_HIDE = "Solution (click to hide)"
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
 def course_tags(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """``nb`` with the Jupyter Book tags that show the course's conventions (changed in place)."""
+    nb.metadata.pop("widgets", None)
     for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            output.get("data", {}).pop(WIDGET_VIEW, None)
         tags = cell.metadata.get("tags", [])
         if CLOUD_TAG in tags:
             cell.metadata["tags"] = [*tags, "remove-cell"]
