@@ -9,6 +9,7 @@ skipped locally and fails in CI (CI=true). Playwright's own browser downloads ar
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -231,85 +232,78 @@ def report_failure(page, screenshot: Path, lab) -> None:
         print("output:", text[:300])
 
 
-def test_run_all_cells_of_notebook_01_in_jupyterlab(lab):
+@contextlib.contextmanager
+def chromium_page(lab, screenshot: Path, height: int):
+    """A page of Debian's Chromium; on a failure, a screenshot and what the page showed."""
     from playwright.sync_api import sync_playwright
 
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    SCREENSHOT.unlink(missing_ok=True)
-
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    screenshot.unlink(missing_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
-                                    headless=True)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": height})
         try:
-            outputs = run_all_cells(page, lab, NOTEBOOK)
-            text = "\n".join(outputs)
-            # the worked values, in the outputs (the markdown mentions them too)
-            assert "before any backward:   x1.grad = None" in text
-            for value in EXPECTED:
-                assert f"x1.grad = {value}.0" in text, value
-
-            # the kernel that ran them is this environment's Python (where maml_helpers is)
-            kernels = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                       for pid in processes_mentioning(lab["runtime"] + "/kernel-")]
-            assert kernels, "no kernel process of this server found"
-            for argv in kernels:
-                assert Path(argv[0].decode()).parent == Path(sys.executable).parent, argv
-
-            page.locator(".jp-OutputArea-output", has_text="14400").first.scroll_into_view_if_needed()
-            page.screenshot(path=str(SCREENSHOT))
+            yield page
         except Exception:
-            report_failure(page, SCREENSHOT, lab)
+            report_failure(page, screenshot, lab)
             raise
         finally:
             browser.close()
+
+
+def test_run_all_cells_of_notebook_01_in_jupyterlab(lab):
+    with chromium_page(lab, SCREENSHOT, height=900) as page:
+        outputs = run_all_cells(page, lab, NOTEBOOK)
+        text = "\n".join(outputs)
+        # the worked values, in the outputs (the markdown mentions them too)
+        assert "before any backward:   x1.grad = None" in text
+        for value in EXPECTED:
+            assert f"x1.grad = {value}.0" in text, value
+
+        # the kernel that ran them is this environment's Python (where maml_helpers is)
+        kernels = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                   for pid in processes_mentioning(lab["runtime"] + "/kernel-")]
+        assert kernels, "no kernel process of this server found"
+        for argv in kernels:
+            assert Path(argv[0].decode()).parent == Path(sys.executable).parent, argv
+
+        page.locator(".jp-OutputArea-output", has_text="14400").first.scroll_into_view_if_needed()
+        page.screenshot(path=str(SCREENSHOT))
     assert SCREENSHOT.stat().st_size > 10_000
 
 
 def test_widget_of_notebook_03_recomputes_in_jupyterlab(lab):
     """The widget runs in the page: flipping create_graph and moving the lr slider (with the
     keyboard, one 0.05 step per key) make the kernel recompute x.grad, and the page shows it."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    WIDGET_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    WIDGET_SCREENSHOT.unlink(missing_ok=True)
+    with chromium_page(lab, WIDGET_SCREENSHOT, height=1000) as page:
+        run_all_cells(page, lab, WIDGET_NOTEBOOK)
+        widget = page.locator(".jp-OutputArea-output .widget-vbox",
+                              has=page.locator(".widget-checkbox"))
+        table = widget.locator(".widget-html-content pre")
+        graph = widget.locator(".widget-image")
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
-                                    headless=True)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        try:
-            run_all_cells(page, lab, WIDGET_NOTEBOOK)
-            widget = page.locator(".jp-OutputArea-output .widget-vbox",
-                                  has=page.locator(".widget-checkbox"))
-            table = widget.locator(".widget-html-content pre")
-            graph = widget.locator(".widget-image")
+        def shows(text):  # the kernel recomputes (and redraws the graph): allow a loaded machine
+            expect(table).to_contain_text(text, timeout=60_000)
 
-            def shows(text):  # the kernel recomputes (and redraws the graph): allow a loaded machine
-                expect(table).to_contain_text(text, timeout=60_000)
+        shows("x = 3, lr = 0.4, create_graph=False")
+        shows("-1108.8")  # section 2's x.grad
+        graph_before = graph.get_attribute("src")
 
-            shows("x = 3, lr = 0.4, create_graph=False")
-            shows("-1108.8")  # section 2's x.grad
-            graph_before = graph.get_attribute("src")
+        widget.locator(".widget-checkbox input").click()
+        shows("create_graph=True")
+        shows("-49008.96")  # section 3's x.grad
+        assert graph.get_attribute("src") != graph_before  # the graph was redrawn
 
-            widget.locator(".widget-checkbox input").click()
-            shows("create_graph=True")
-            shows("-49008.96")  # section 3's x.grad
-            assert graph.get_attribute("src") != graph_before  # the graph was redrawn
+        lr = widget.locator(".widget-slider", has=page.locator("label", has_text=re.compile(r"^lr$")))
+        lr.locator(".noUi-handle").focus()
+        page.keyboard.press("ArrowRight")
+        page.keyboard.press("ArrowRight")
+        # lr = 0.5 by hand: x_inner = 6 + 8·0.5·27 = 114, x.grad = −6·114·(2 + 24·0.5·9) = −75240
+        shows("x = 3, lr = 0.5, create_graph=True")
+        shows("-75240.0")
 
-            lr = widget.locator(".widget-slider", has=page.locator("label", has_text=re.compile(r"^lr$")))
-            lr.locator(".noUi-handle").focus()
-            page.keyboard.press("ArrowRight")
-            page.keyboard.press("ArrowRight")
-            # lr = 0.5 by hand: x_inner = 6 + 8·0.5·27 = 114, x.grad = −6·114·(2 + 24·0.5·9) = −75240
-            shows("x = 3, lr = 0.5, create_graph=True")
-            shows("-75240.0")
-
-            widget.scroll_into_view_if_needed()
-            page.screenshot(path=str(WIDGET_SCREENSHOT))
-        except Exception:
-            report_failure(page, WIDGET_SCREENSHOT, lab)
-            raise
-        finally:
-            browser.close()
+        widget.scroll_into_view_if_needed()
+        page.screenshot(path=str(WIDGET_SCREENSHOT))
     assert WIDGET_SCREENSHOT.stat().st_size > 10_000
