@@ -68,6 +68,9 @@ def forward_in_batches(model: nn.Module, params: Params, x: torch.Tensor, labels
     """
     if per_class is None:
         return forward(model, params, x)
+    if per_class < 1:
+        raise ValueError(f"query batches need at least 1 drawing per class, got {per_class}; "
+                         "per_class=None sends all drawings through in one batch")
     counts = torch.bincount(labels)
     if counts.min() != counts.max() or counts[0] % per_class:
         raise ValueError(f"query batches of {per_class} per class need the same number of query "

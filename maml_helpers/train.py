@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ways", type=ways_int, default=5)
     p.add_argument("--shots", type=positive_int, default=1)
-    p.add_argument("--queries", type=positive_int, default=1, help="query drawings per class in training (paper: 1)")
+    p.add_argument("--queries", type=positive_int, default=1,
+                   help="query drawings per class in training; the paper's code draws as many as --shots "
+                        "(default 1: cheaper, noisier steps at 5 shots)")
     p.add_argument("--meta-batch", type=positive_int, help="tasks per meta-step (paper: 32 for 5-way, 16 for 20-way)")
     p.add_argument("--inner-lr", type=finite_positive_float, help="alpha (paper: 0.4 for 5-way, 0.1 for 20-way)")
     p.add_argument("--train-steps", type=positive_int, help="inner steps in training (paper: 1 / 5)")

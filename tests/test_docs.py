@@ -205,6 +205,22 @@ def test_readme_example_output_is_a_committed_checkpoints_evaluation():
     assert re.search(rf"setting: {result['ways']}-way {result['shots']}-shot, {result['arch']} net, ", text)
 
 
+
+def test_inner_steps_table_is_the_committed_run():
+    """benchmarks/README's table of seconds against inner steps is inner_steps.txt's run, row
+    for row, and the per-step figures quoted beside it are that run's."""
+    out = (REPO / "benchmarks" / "inner_steps.txt").read_text(encoding="utf-8")
+    doc = (REPO / "benchmarks" / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)x$", out, re.M)
+    assert [r[0] for r in rows] == ["1", "2", "3", "5"], out
+    for steps, so, fo, hi, ratio in rows:
+        assert f"| {steps} | {so} s | {fo} s | {hi} s | {ratio}× |" in doc, steps
+    per_step = re.search(r"batched 2nd ([\d.]+), batched 1st ([\d.]+), higher 2nd ([\d.]+)", out)
+    assert per_step, out
+    so, fo, hi = (float(v) for v in per_step.groups())
+    assert f"{so:.2f} s in second\n  order, {fo:.2f} s in first order and {hi:.2f} s in `higher`" in doc
+    assert f"{so / fo:.1f} times" in doc
+
 # ---------------------------------------------------------------- the checker has teeth
 
 def test_the_checker_catches_what_it_should(tmp_path):
