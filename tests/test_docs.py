@@ -205,6 +205,23 @@ def test_readme_example_output_is_a_committed_checkpoints_evaluation():
     assert re.search(rf"setting: {result['ways']}-way {result['shots']}-shot, {result['arch']} net, ", text)
 
 
+NUMBER_WORDS = dict(enumerate("no one two three four five six seven eight nine ten eleven twelve".split()))
+
+
+def test_checkpoint_figures_are_the_committed_evaluations():
+    """checkpoints/README's summary gives every committed checkpoint's meta-test figure as its
+    evaluation.json records it, and the README counts the checkpoints right."""
+    summary = (REPO / "checkpoints" / "README.md").read_text(encoding="utf-8").splitlines()
+    records = sorted((REPO / "checkpoints").glob("*/evaluation.json"))
+    for path in records:
+        name, result = path.parent.name, json.loads(path.read_text())
+        row = next((line for line in summary if line.startswith(f"| `{name}` |")), None)
+        assert row, f"checkpoints/README.md's summary has no row for {name}"
+        figure = f"**{result['accuracy']:.2f} ± {result['ci95']:.2f} %**"
+        assert figure in row, f"{name}: the summary should say {figure}: {row}"
+    count = re.search(r"(\w+) trained models", (REPO / "README.md").read_text(encoding="utf-8"))
+    assert count and count.group(1) == NUMBER_WORDS[len(records)], (count and count.group(0), len(records))
+
 
 def test_inner_steps_table_is_the_committed_run():
     """benchmarks/README's table of seconds against inner steps is inner_steps.txt's run, row
