@@ -23,7 +23,7 @@ import json
 
 from .cli import Progress, add_machine_flags, use_machine_flags
 from .errors import run_cli
-from .evaluation import evaluate_checkpoint
+from .evaluation import checkpoint_task_accuracies, evaluation_record, mean_and_ci95
 from .files import atomic_write
 from .setting import nonnegative_int, positive_int, seed_int, task_count
 
@@ -47,21 +47,19 @@ def main(argv=None) -> int:
     use_machine_flags(args)
     progress = Progress(args.tasks, "meta-test tasks", unit="task", disable=args.no_progress)
     try:
-        acc, ci, setting = evaluate_checkpoint(args.checkpoint, args.tasks, args.steps, args.queries,
-                                               args.seed, args.data, not args.no_download, args.device,
-                                               args.query_batch, progress=progress)
+        accs, setting = checkpoint_task_accuracies(args.checkpoint, args.tasks, args.steps, args.queries,
+                                                   args.seed, args.data, not args.no_download, args.device,
+                                                   args.query_batch, progress=progress)
     finally:
         progress.close()
+    acc, ci = mean_and_ci95(accs)
     print(f"setting: {setting['ways']}-way {setting['shots']}-shot, {setting['arch']} net, "
           f"{'first' if setting['first_order'] else 'second'}-order training, "
           f"{setting['eval_steps']} inner steps at lr {setting['inner_lr']}, "
           f"{setting['eval_queries']} queries per class in batches of {setting['eval_query_batch']} "
           f"per class, {args.tasks} test tasks (seed {args.seed})")
     if args.json:
-        record = {"accuracy": round(100 * acc, 2), "ci95": round(100 * ci, 2), "tasks": args.tasks,
-                  "seed": args.seed, **{k: setting[k] for k in ("ways", "shots", "arch", "first_order",
-                                                               "inner_lr", "eval_steps", "eval_queries",
-                                                               "eval_query_batch")}}
+        record = evaluation_record(accs, setting, args.seed)
         atomic_write(args.json, lambda f: f.write(json.dumps(record, indent=2).encode()))
     print(f"accuracy: {100 * acc:.2f} ± {100 * ci:.2f} % ({args.tasks} tasks)")
     return 0

@@ -1,8 +1,9 @@
 """Meta-testing: how well a model adapts to tasks of characters it never saw.
 
 ``meta_test_accuracy`` is the paper's figure (mean query accuracy over seeded tasks, with a 95%
-interval); ``evaluate_checkpoint`` applies it to a saved run on the characters that run held
-out. Training validates with the same function, and the ``evaluate`` command prints its result.
+interval; ``task_accuracies`` gives the per-task values behind it); ``evaluate_checkpoint``
+applies it to a saved run on the characters that run held out. Training validates with the
+same function, and the ``evaluate`` command prints its result.
 """
 from __future__ import annotations
 
@@ -20,15 +21,16 @@ from .setting import available_device, check, check_drawings, nonnegative_int, p
 from .tasks import TaskSampler
 
 
-def meta_test_accuracy(model: nn.Module, sampler: TaskSampler, inner_lr: float, steps: int,
-                       tasks: int = 600, seed: int = 0, batch_size: int = 50, device="cpu",
-                       query_batch: int | None = None,
-                       progress: Callable[[int], None] | None = None) -> tuple[float, float]:
-    """Mean query accuracy over ``tasks`` seeded tasks, and its 95% confidence half-width.
+def task_accuracies(model: nn.Module, sampler: TaskSampler, inner_lr: float, steps: int,
+                    tasks: int = 600, seed: int = 0, batch_size: int = 50, device="cpu",
+                    query_batch: int | None = None,
+                    progress: Callable[[int], None] | None = None) -> torch.Tensor:
+    """Query accuracy after ``steps`` inner steps on each of ``tasks`` seeded tasks (float64).
 
-    Both in [0, 1]. The interval is 1.96 standard errors of the per-task accuracies, as
-    reported by Finn et al. (2017). ``query_batch``: see ``maml.forward_in_batches``.
-    ``progress(n)`` is called after every ``batch_size`` tasks with the number done.
+    Tasks are drawn ``batch_size`` at a time, each batch seeded by ``[seed, start]``, so the
+    first n tasks are the same in every run whose n is a multiple of ``batch_size``.
+    ``query_batch``: see ``maml.forward_in_batches``. ``progress(n)`` is called after every
+    batch with the number done.
     """
     accs = []
     for start in range(0, tasks, batch_size):
@@ -37,9 +39,42 @@ def meta_test_accuracy(model: nn.Module, sampler: TaskSampler, inner_lr: float, 
         accs.append(query_accuracies(model, batch, inner_lr, steps, query_batch)[:, -1])
         if progress:
             progress(start + n)
-    accs = torch.cat(accs).double()
+    return torch.cat(accs).double().cpu()
+
+
+def mean_and_ci95(accs: torch.Tensor) -> tuple[float, float]:
+    """Mean of per-task accuracies and the half-width of its 95% interval: 1.96 standard
+    errors, as reported by Finn et al. (2017)."""
     ci95 = 1.96 * accs.std().item() / math.sqrt(len(accs)) if len(accs) > 1 else float("nan")
     return accs.mean().item(), ci95
+
+
+def meta_test_accuracy(model: nn.Module, sampler: TaskSampler, inner_lr: float, steps: int,
+                       tasks: int = 600, seed: int = 0, batch_size: int = 50, device="cpu",
+                       query_batch: int | None = None,
+                       progress: Callable[[int], None] | None = None) -> tuple[float, float]:
+    """Mean query accuracy over ``tasks`` seeded tasks, and its 95% confidence half-width.
+
+    Both in [0, 1]; see ``task_accuracies`` and ``mean_and_ci95``.
+    """
+    return mean_and_ci95(task_accuracies(model, sampler, inner_lr, steps, tasks, seed, batch_size,
+                                         device, query_batch, progress))
+
+
+RECORD_SETTING = ("ways", "shots", "arch", "first_order", "inner_lr", "eval_steps", "eval_queries",
+                  "eval_query_batch")
+
+
+def evaluation_record(accs: torch.Tensor, setting: dict, seed: int) -> dict:
+    """What ``evaluate --json`` writes: the figure, the protocol, and the number of correct
+    query answers on every task (integers, so a later run can be compared task by task)."""
+    per_task = setting["ways"] * setting["eval_queries"]
+    correct = torch.round(accs * per_task)
+    assert torch.allclose(correct / per_task, accs, rtol=0, atol=1e-5), "accuracies are not counts / queries"
+    acc, ci = mean_and_ci95(accs)
+    return {"accuracy": round(100 * acc, 2), "ci95": round(100 * ci, 2), "tasks": len(accs), "seed": seed,
+            **{k: setting[k] for k in RECORD_SETTING},
+            "queries_per_task": per_task, "correct_per_task": correct.long().tolist()}
 
 
 def eval_queries(shots: int) -> int:
@@ -57,6 +92,19 @@ def evaluate_checkpoint(path, tasks: int = 600, steps: int | None = None, querie
                         seed: int = 0, data_dir=None, download: bool = True, device="cpu",
                         query_batch: int | None = None, progress: Callable[[int], None] | None = None):
     """(accuracy, ci95, setting) of a checkpoint on seeded meta-test tasks.
+
+    Arguments as in ``checkpoint_task_accuracies``, which this summarises.
+    """
+    accs, setting = checkpoint_task_accuracies(path, tasks, steps, queries, seed, data_dir, download, device,
+                                               query_batch, progress)
+    return (*mean_and_ci95(accs), setting)
+
+
+def checkpoint_task_accuracies(path, tasks: int = 600, steps: int | None = None, queries: int | None = None,
+                               seed: int = 0, data_dir=None, download: bool = True, device="cpu",
+                               query_batch: int | None = None,
+                               progress: Callable[[int], None] | None = None):
+    """(per-task accuracies, setting) of a checkpoint on seeded meta-test tasks.
 
     The query set goes through the network in batches of ``query_batch`` drawings per class
     (default: the run's training queries per class; 0: the whole set at once), because
@@ -83,6 +131,6 @@ def evaluate_checkpoint(path, tasks: int = 600, steps: int | None = None, querie
                         "fingerprints differ), so its test split is not comparable.")
     split = run_split(data, config)
     sampler = TaskSampler(data.images, split["test"], config["ways"], config["shots"], queries, split="test")
-    acc, ci = meta_test_accuracy(model.to(device), sampler, config["inner_lr"], steps, tasks=tasks, seed=seed,
-                                 device=device, query_batch=query_batch, progress=progress)
-    return acc, ci, {**config, "eval_steps": steps, "eval_queries": queries, "eval_query_batch": query_batch}
+    accs = task_accuracies(model.to(device), sampler, config["inner_lr"], steps, tasks=tasks, seed=seed,
+                           device=device, query_batch=query_batch, progress=progress)
+    return accs, {**config, "eval_steps": steps, "eval_queries": queries, "eval_query_batch": query_batch}

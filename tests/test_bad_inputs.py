@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from conftest import write_mini_archive
-from maml_helpers import bench, evaluate, omniglot as og, train
+from maml_helpers import bench, evaluate, evaluation, omniglot as og, train
 from maml_helpers.checkpoint import load_checkpoint, load_model, save_checkpoint
 from maml_helpers.errors import CheckpointError, DataError, MamlError, TrainingDiverged, run_cli
 from maml_helpers.files import atomic_write, remove_stale_parts
@@ -105,7 +105,7 @@ def test_library_checks_its_arguments_too():
     for kwargs, flag in [(dict(steps=-1), "--steps"), (dict(tasks=1), "--tasks"), (dict(device="cuda:99"), "--device"),
                          (dict(queries=0), "--queries")]:
         with pytest.raises(MamlError, match=flag):
-            evaluate.evaluate_checkpoint(MODEL, data_dir="/nowhere", **kwargs)
+            evaluation.evaluate_checkpoint(MODEL, data_dir="/nowhere", **kwargs)
 
 
 # ---------------------------------------------------------------------------- checkpoints

@@ -1,23 +1,44 @@
 """Every committed checkpoint still scores what its evaluation.json records.
 
-evaluation.json was written by `python -m maml_helpers.evaluate <dir>/model.pt --tasks 600
---threads 1 --json ...`. Here the same 600 seeded tasks are evaluated again. On the machine
-that recorded the file the result is equal to the last digit; another CPU rounds the
-convolutions differently and may flip a near tie (one flip moves a 5-way figure by 0.002
-points), so 0.1 points are allowed: far more than rounding, far less than the 95% interval.
-Notebook 05 shows a live 100-task sample of the same figures.
+evaluation.json is written by `python -m maml_helpers.evaluate <dir>/model.pt --tasks 600
+--threads 1 --json ...`: the figure, its protocol, and the number of correct query answers on
+each of the 600 seeded tasks. Two checks:
+
+- the figure is the mean of those counts, and its 95% interval, exactly as printed;
+- the model, evaluated again, answers the first 100 of those tasks as recorded. On the
+  machine that wrote the file every count is equal. Another CPU rounds the convolutions
+  differently and may flip a near tie, so the answers that differ may add up to 0.1% of the
+  sample's queries. Measured under tools/portable.py's settings: 0 of 7,500 answers differ at
+  5-way, 1 of 30,000 at 20-way; two 5-way 5-shot models 0.28 points apart differ in 30 of 7,500.
+
+The first tasks are the same tasks in a shorter run (``evaluation.task_accuracies``), so a
+sample checks the same model on the same tasks as all 600 do, in a sixth of the time (all 600
+tasks of a 20-way checkpoint take about 4 minutes on 2 cores). MAML_CHECKPOINT_TASKS=600
+re-evaluates every task: do that before committing a checkpoint. Notebook 05 shows a live
+100-task sample of the same figures.
 """
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
-from maml_helpers.evaluation import evaluate_checkpoint
+from maml_helpers.evaluation import checkpoint_task_accuracies, mean_and_ci95
 
 CHECKPOINTS = sorted((Path(__file__).resolve().parents[1] / "checkpoints").glob("*/evaluation.json"))
-TOLERANCE = 0.1  # accuracy points
+PROTOCOL = ("eval_steps", "eval_queries", "eval_query_batch", "ways", "shots", "first_order", "inner_lr")
+FLIPS = 0.001  # of the sample's query answers
+
+
+def sample_size() -> int:
+    value = os.environ.get("MAML_CHECKPOINT_TASKS", "100")
+    if not (value.isdigit() and 0 < int(value) <= 600 and int(value) % 50 == 0):
+        pytest.fail(f"MAML_CHECKPOINT_TASKS={value!r}: give a multiple of 50 from 50 to 600 (the "
+                    "evaluation draws tasks 50 at a time), e.g. 600 for every recorded task.")
+    return int(value)
 
 
 def test_there_are_checkpoints():
@@ -25,12 +46,23 @@ def test_there_are_checkpoints():
 
 
 @pytest.mark.parametrize("record_path", CHECKPOINTS, ids=lambda p: p.parent.name)
-def test_checkpoint_scores_its_recorded_accuracy(record_path, omniglot_dir):
+def test_recorded_figure_is_the_mean_of_its_tasks(record_path):
     record = json.loads(record_path.read_text())
-    acc, ci, setting = evaluate_checkpoint(record_path.parent / "model.pt", tasks=record["tasks"],
-                                           seed=record["seed"], data_dir=omniglot_dir, download=False)
-    protocol = ("eval_steps", "eval_queries", "eval_query_batch", "ways", "shots", "first_order", "inner_lr")
-    assert {k: setting[k] for k in protocol} == {k: record[k] for k in protocol}
     assert record["tasks"] == 600 and record["seed"] == 0
-    assert abs(100 * acc - record["accuracy"]) <= TOLERANCE, (100 * acc, record)
-    assert abs(100 * ci - record["ci95"]) <= TOLERANCE
+    correct = record["correct_per_task"]
+    assert len(correct) == 600 and all(0 <= c <= record["queries_per_task"] for c in correct)
+    assert record["queries_per_task"] == record["ways"] * record["eval_queries"]
+    acc, ci = mean_and_ci95(torch.tensor(correct, dtype=torch.float64) / record["queries_per_task"])
+    assert (record["accuracy"], record["ci95"]) == (round(100 * acc, 2), round(100 * ci, 2))
+
+
+@pytest.mark.parametrize("record_path", CHECKPOINTS, ids=lambda p: p.parent.name)
+def test_checkpoint_answers_its_recorded_tasks(record_path, omniglot_dir):
+    record, tasks = json.loads(record_path.read_text()), sample_size()
+    accs, setting = checkpoint_task_accuracies(record_path.parent / "model.pt", tasks=tasks, seed=record["seed"],
+                                               data_dir=omniglot_dir, download=False)
+    assert {k: setting[k] for k in PROTOCOL} == {k: record[k] for k in PROTOCOL}
+    correct = torch.round(accs * record["queries_per_task"]).long()
+    recorded = torch.tensor(record["correct_per_task"][:tasks])
+    differ = (correct - recorded).abs().sum().item()
+    assert differ <= FLIPS * tasks * record["queries_per_task"], (differ, correct.tolist(), recorded.tolist())

@@ -16,6 +16,7 @@ from maml_helpers import train as train_cmd
 from maml_helpers.checkpoint import load_checkpoint, save_checkpoint
 from maml_helpers.errors import CheckpointError, MamlError, TaskShapeError, TrainingDiverged
 from maml_helpers.evaluate import main as evaluate_main
+from maml_helpers.evaluation import mean_and_ci95
 
 SMALL = ["--meta-batch", "2", "--val-every", "2", "--val-tasks", "4", "--hidden", "8", "--no-progress",
          "--no-download"]
@@ -214,6 +215,20 @@ def test_evaluate_prints_the_accuracy_line(trained, omniglot_dir):
     assert re.fullmatch(r"accuracy: \d+\.\d\d ± \d+\.\d\d % \(10 tasks\)", last), last
     again = run("evaluate", str(trained / "model.pt"), "--tasks", "10", "--data", str(omniglot_dir))
     assert again.stdout == result.stdout  # seeded tasks: the same number every time
+
+
+def test_evaluate_json_records_every_task(trained, omniglot_dir, tmp_path):
+    out = tmp_path / "evaluation.json"
+    result = run("evaluate", str(trained / "model.pt"), "--tasks", "10", "--data", str(omniglot_dir),
+                 "--json", str(out))
+    record = json.loads(out.read_text())
+    assert {k: record[k] for k in ("tasks", "seed", "ways", "eval_queries", "queries_per_task")} == {
+        "tasks": 10, "seed": 0, "ways": 5, "eval_queries": 15, "queries_per_task": 75}
+    correct = record["correct_per_task"]
+    assert len(correct) == 10 and all(isinstance(c, int) and 0 <= c <= 75 for c in correct)
+    acc, ci = mean_and_ci95(torch.tensor(correct, dtype=torch.float64) / 75)
+    assert (record["accuracy"], record["ci95"]) == (round(100 * acc, 2), round(100 * ci, 2))
+    assert result.stdout.strip().endswith(f"accuracy: {100 * acc:.2f} ± {100 * ci:.2f} % (10 tasks)")
 
 
 @pytest.mark.parametrize("args, message", [

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from maml_helpers import finite_difference_grad
-from maml_helpers.evaluation import meta_test_accuracy
+from maml_helpers.evaluation import mean_and_ci95, meta_test_accuracy, task_accuracies
 from maml_helpers.maml import (adapt, forward, forward_in_batches, meta_gradient, meta_step, params_of,
                                query_accuracies)
 from maml_helpers.model import ConvNet
@@ -147,6 +147,10 @@ def test_evaluation_accuracy_and_interval():
     acc, ci = meta_test_accuracy(model, sampler, 0.4, 2, tasks=20, batch_size=7)
     assert 0 <= acc <= 1 and 0 < ci < 0.5
     assert (acc, ci) == meta_test_accuracy(model, sampler, 0.4, 2, tasks=20, batch_size=7)  # seeded
+    accs = task_accuracies(model, sampler, 0.4, 2, tasks=20, batch_size=7)
+    assert accs.dtype == torch.float64 and accs.shape == (20,) and (acc, ci) == mean_and_ci95(accs)
+    # Batches are seeded by their start: a shorter run (whole batches) draws the first tasks again.
+    assert torch.equal(task_accuracies(model, sampler, 0.4, 2, tasks=14, batch_size=7), accs[:14])
     curve = query_accuracies(model, sampler.sample(3, seed=0), 0.4, 4)
     assert curve.shape == (3, 5)
 
