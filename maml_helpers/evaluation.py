@@ -65,16 +65,23 @@ RECORD_SETTING = ("ways", "shots", "arch", "first_order", "inner_lr", "eval_step
                   "eval_query_batch")
 
 
+def correct_answers(accs: torch.Tensor, queries_per_task: int) -> torch.Tensor:
+    """The number of right query answers on each task (int64), from its accuracy."""
+    correct = torch.round(accs * queries_per_task)
+    assert torch.allclose(correct / queries_per_task, accs, rtol=0, atol=1e-5), "accuracies are not counts / queries"
+    return correct.long()
+
+
 def evaluation_record(accs: torch.Tensor, setting: dict, seed: int) -> dict:
     """What ``evaluate --json`` writes: the figure, the protocol, and the number of correct
-    query answers on every task (integers, so a later run can be compared task by task)."""
+    query answers on every task (integers, so a later run can be compared task by task).
+    The figure is computed from those integers, so the record reproduces it exactly."""
     per_task = setting["ways"] * setting["eval_queries"]
-    correct = torch.round(accs * per_task)
-    assert torch.allclose(correct / per_task, accs, rtol=0, atol=1e-5), "accuracies are not counts / queries"
-    acc, ci = mean_and_ci95(accs)
+    correct = correct_answers(accs, per_task)
+    acc, ci = mean_and_ci95(correct.double() / per_task)
     return {"accuracy": round(100 * acc, 2), "ci95": round(100 * ci, 2), "tasks": len(accs), "seed": seed,
             **{k: setting[k] for k in RECORD_SETTING},
-            "queries_per_task": per_task, "correct_per_task": correct.long().tolist()}
+            "queries_per_task": per_task, "correct_per_task": correct.tolist()}
 
 
 def eval_queries(shots: int) -> int:
