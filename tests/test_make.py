@@ -45,6 +45,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def fetch(url: str, server: subprocess.Popen, data: bytes | None = None, seconds: float = 30):
+    """Open ``url``; while the server is still running, a refused connection is tried again for
+    up to ``seconds`` (once, 2 ms after JupyterLab printed its address, 127.0.0.1 refused it)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=60)
+        except urllib.error.URLError as error:
+            refused = isinstance(error.reason, ConnectionRefusedError)
+            if not refused or server.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     """Run ``cmd`` in the course folder, in a session of its own, its output into ``log``."""
     with open(log, "w") as out:
@@ -112,13 +126,11 @@ def test_make_lab_starts_as_root_without_a_display_and_answers_on_its_url(tmp_pa
             time.sleep(0.3)
             printed = re.search(url, log.read_text())
         port, token = printed.groups()
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/lab?token={token}", timeout=60) as page:
+        with fetch(f"http://127.0.0.1:{port}/lab?token={token}", server) as page:
             assert page.status == 200 and b"JupyterLab" in page.read()
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=60) as status:
+        with fetch(f"http://127.0.0.1:{port}/api/status?token={token}", server) as status:
             assert status.status == 200
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/shutdown?token={token}",
-                                         method="POST")
-        urllib.request.urlopen(request, timeout=60).close()
+        fetch(f"http://127.0.0.1:{port}/api/shutdown?token={token}", server, data=b"").close()  # a POST
         server.wait(timeout=60)
     finally:
         output = stop(server, log)
