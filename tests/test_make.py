@@ -45,13 +45,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def fetch(url: str, server: subprocess.Popen, data: bytes | None = None, seconds: float = 30):
+def fetch(url: str, server: subprocess.Popen, method: str = "GET", seconds: float = 30):
     """Open ``url``; while the server is still running, a refused connection is tried again for
     up to ``seconds`` (once, 2 ms after JupyterLab printed its address, 127.0.0.1 refused it)."""
     deadline = time.monotonic() + seconds
     while True:
         try:
-            return urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=60)
+            return urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=60)
         except urllib.error.URLError as error:
             refused = isinstance(error.reason, ConnectionRefusedError)
             if not refused or server.poll() is not None or time.monotonic() > deadline:
@@ -130,7 +130,7 @@ def test_make_lab_starts_as_root_without_a_display_and_answers_on_its_url(tmp_pa
             assert page.status == 200 and b"JupyterLab" in page.read()
         with fetch(f"http://127.0.0.1:{port}/api/status?token={token}", server) as status:
             assert status.status == 200
-        fetch(f"http://127.0.0.1:{port}/api/shutdown?token={token}", server, data=b"").close()  # a POST
+        fetch(f"http://127.0.0.1:{port}/api/shutdown?token={token}", server, method="POST").close()
         server.wait(timeout=60)
     finally:
         output = stop(server, log)
