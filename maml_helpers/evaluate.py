@@ -23,7 +23,7 @@ import json
 
 from .cli import Progress, add_machine_flags, use_machine_flags
 from .errors import run_cli
-from .evaluation import checkpoint_task_accuracies, evaluation_record, mean_and_ci95
+from .evaluation import checkpoint_task_accuracies, evaluation_record
 from .files import atomic_write
 from .setting import nonnegative_int, positive_int, seed_int, task_count
 
@@ -52,16 +52,16 @@ def main(argv=None) -> int:
                                                    args.query_batch, progress=progress)
     finally:
         progress.close()
-    acc, ci = mean_and_ci95(accs)
+    # The printed figure is the recorded one: both from the counts of right answers.
+    record = evaluation_record(accs, setting, args.seed)
     print(f"setting: {setting['ways']}-way {setting['shots']}-shot, {setting['arch']} net, "
           f"{'first' if setting['first_order'] else 'second'}-order training, "
           f"{setting['eval_steps']} inner steps at lr {setting['inner_lr']}, "
           f"{setting['eval_queries']} queries per class in batches of {setting['eval_query_batch']} "
           f"per class, {args.tasks} test tasks (seed {args.seed})")
     if args.json:
-        record = evaluation_record(accs, setting, args.seed)
         atomic_write(args.json, lambda f: f.write(json.dumps(record, indent=2).encode()))
-    print(f"accuracy: {100 * acc:.2f} ± {100 * ci:.2f} % ({args.tasks} tasks)")
+    print(f"accuracy: {record['accuracy']:.2f} ± {record['ci95']:.2f} % ({args.tasks} tasks)")
     return 0
 
 

@@ -16,16 +16,15 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
+from support import end_process_group, fetch, free_port, unavailable
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -36,7 +35,6 @@ EXPECTED = ["7200", "14400"]  # x1.grad after one and after two backward() calls
 SCREENSHOT = REPO / "build" / "artifacts" / "jupyterlab_01.png"
 WIDGET_NOTEBOOK = "03_clone_and_create_graph.ipynb"
 WIDGET_SCREENSHOT = REPO / "build" / "artifacts" / "jupyterlab_03_widget.png"
-IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 # JupyterLab user settings for the test: render every cell (no windowing, so all outputs are in
 # the page) and do not ask about news or updates (a toast would cover the screenshot).
@@ -45,18 +43,6 @@ LAB_SETTINGS = {
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings":
         {"fetchNews": "false", "checkForUpdates": False},
 }
-
-
-def unavailable(reason: str):
-    if IN_CI:
-        pytest.fail(f"{reason} (required in CI)")
-    pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -70,11 +56,6 @@ def processes_mentioning(text: str) -> list[int]:
             except OSError:
                 pass
     return pids
-
-
-def get(url: str, timeout: float = 5.0):
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return response.status, response.read()
 
 
 @pytest.fixture(scope="module")
@@ -128,18 +109,11 @@ def lab(tmp_path_factory):
                               stdin=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"jupyter lab exited ({server.returncode}):\n{log_path.read_text()}")
-            try:
-                if get(f"{base}/api/status?token={token}")[0] == 200:
-                    break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"jupyter lab did not answer within 90 s:\n{log_path.read_text()}")
-            time.sleep(0.3)
+        try:  # a starting server refuses connections: fetch tries again while it runs
+            fetch(f"{base}/api/status?token={token}", server, seconds=90).close()
+        except OSError as error:
+            pytest.fail(f"jupyter lab did not answer ({error}); exit code {server.poll()}:\n"
+                        f"{log_path.read_text()}")
         yield {"base": base, "token": token, "log": log_path, "runtime": str(runtime)}
     finally:
         stop_server(server, base, token, str(runtime))
@@ -156,14 +130,7 @@ def stop_server(server: subprocess.Popen, base: str, token: str, runtime: str) -
             server.wait(timeout=15)
         except (urllib.error.URLError, OSError, subprocess.TimeoutExpired):
             pass
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-        if server.poll() is not None:
-            break
-        try:
-            os.killpg(server.pid, sig)
-            server.wait(timeout=wait)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            pass
+    end_process_group(server, waits=(10, 5))
     for pid in processes_mentioning(runtime):  # orphaned kernels of this server, if any
         try:
             os.kill(pid, signal.SIGKILL)

@@ -26,9 +26,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from maml_helpers.checkpoint import load_model
 from maml_helpers.evaluation import checkpoint_task_accuracies, correct_answers, mean_and_ci95
 
-CHECKPOINTS = sorted((Path(__file__).resolve().parents[1] / "checkpoints").glob("*/evaluation.json"))
+REPO = Path(__file__).resolve().parents[1]
+CHECKPOINTS = sorted((REPO / "checkpoints").glob("*/evaluation.json"))
 PROTOCOL = ("eval_steps", "eval_queries", "eval_query_batch", "ways", "shots", "first_order", "inner_lr")
 FLIPS = 0.001  # of the sample's query answers
 
@@ -66,3 +68,27 @@ def test_checkpoint_answers_its_recorded_tasks(record_path, omniglot_dir):
     recorded = torch.tensor(record["correct_per_task"][:tasks])
     differ = (correct - recorded).abs().sum().item()
     assert differ <= FLIPS * tasks * record["queries_per_task"], (differ, correct.tolist(), recorded.tolist())
+
+
+# ---------------------------------------------------------------- runs still training
+
+IN_PROGRESS = sorted((REPO / "checkpoints" / "in-progress").glob("*/checkpoint.pt"))
+
+
+@pytest.mark.parametrize("path", IN_PROGRESS, ids=lambda p: p.parent.name)
+def test_a_run_in_progress_can_be_continued_and_is_reported_as_it_stands(path):
+    """A run still training is committed whole (what --resume needs: checkpoint.pt, and model.pt
+    once it has validated), and checkpoints/README.md's table of runs in progress gives its
+    iteration, its planned total and its best validation as the checkpoint records them."""
+    _, state = load_model(path, training=True)  # weights_only, CRCs, finite tensors, what --resume needs
+    name, best = path.parent.name, state["best"]
+    assert state["curve"][-1]["iteration"] == state["iteration"]
+    if best["iteration"]:  # the best weights so far, of the same run
+        assert load_model(path.parent / "model.pt")[1]["config"] == state["config"]
+    rows = [line for line in (REPO / "checkpoints" / "README.md").read_text(encoding="utf-8").splitlines()
+            if line.startswith(f"| `in-progress/{name}` |")]
+    assert len(rows) == 1, f"checkpoints/README.md needs one row for in-progress/{name}"
+    assert f"{state['iteration']:,} of {state['planned_iterations']:,}" in rows[0], rows[0]
+    if best["iteration"]:
+        figure = f"{100 * best['val_acc']:.2f} ± {100 * best['val_ci95']:.2f} % (it. {best['iteration']:,})"
+        assert figure in rows[0], f"the row should give the best validation as {figure}: {rows[0]}"

@@ -5,13 +5,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,6 +15,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 import lab  # noqa: E402  (tools/lab.py: the command behind `make lab`)
+from support import end_process_group, fetch, free_port, unavailable  # noqa: E402
 
 MAKE = shutil.which("make")
 IN_COURSE_VENV = Path(sys.prefix).resolve() == (REPO / ".venv").resolve()
@@ -27,36 +24,13 @@ IN_COURSE_VENV = Path(sys.prefix).resolve() == (REPO / ".venv").resolve()
 def needs_course_venv():
     """`make` runs .venv's Python: only meaningful when this test runs in .venv (`make test`)."""
     if MAKE is None or not IN_COURSE_VENV:
-        reason = "needs `make` and the course's .venv (run the tests with `make test`)"
-        if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
-            pytest.fail(reason + " (required in CI)")
-        pytest.skip(reason)
+        unavailable("needs `make` and the course's .venv (run the tests with `make test`)")
 
 
 def make_environment(*drop: str) -> dict[str, str]:
     """This process's environment for a fresh `make`: without an outer make's flags (pytest may
     itself run under `make test`) and without the variables in ``drop``."""
     return {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", *drop)}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def fetch(url: str, server: subprocess.Popen, method: str = "GET", seconds: float = 30):
-    """Open ``url``; while the server is still running, a refused connection is tried again for
-    up to ``seconds`` (once, 2 ms after JupyterLab printed its address, 127.0.0.1 refused it)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            return urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=60)
-        except urllib.error.URLError as error:
-            refused = isinstance(error.reason, ConnectionRefusedError)
-            if not refused or server.poll() is not None or time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -68,13 +42,7 @@ def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
 
 def stop(process: subprocess.Popen, log: Path) -> str:
     """End a process started by ``start``, with everything it started; its output."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if process.poll() is None:
-            try:
-                os.killpg(process.pid, sig)
-                process.wait(timeout=15)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
+    end_process_group(process)
     return log.read_text()
 
 

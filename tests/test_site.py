@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import re
 import sys
 from html.parser import HTMLParser
@@ -24,21 +23,15 @@ sys.path.insert(0, str(REPO / "tools" / "site"))
 import build_site  # noqa: E402
 from cloud import TAG as CLOUD_TAG, binder_url, colab_url, read_setting  # noqa: E402
 from student_copies import is_solution, notebook_paths  # noqa: E402
+from support import unavailable  # noqa: E402
 
 NOTEBOOKS = notebook_paths(REPO / "notebooks")
-IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 CHROMIUM = Path("/usr/bin/chromium")
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def by_name(path: Path) -> str:
     return path.stem
-
-
-def unavailable(reason: str):
-    if IN_CI:
-        pytest.fail(f"{reason} (required in CI)")
-    pytest.skip(reason)
 
 
 def page_of(site: Path, path: Path) -> Path:
