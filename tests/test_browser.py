@@ -18,8 +18,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import nbformat
@@ -125,10 +123,9 @@ def stop_server(server: subprocess.Popen, base: str, token: str, runtime: str) -
     kernels run in their own sessions, so any left are found by our private runtime folder."""
     if server.poll() is None:
         try:
-            request = urllib.request.Request(f"{base}/api/shutdown?token={token}", method="POST")
-            urllib.request.urlopen(request, timeout=5).close()
+            fetch(f"{base}/api/shutdown?token={token}", server, method="POST", seconds=0, timeout=5).close()
             server.wait(timeout=15)
-        except (urllib.error.URLError, OSError, subprocess.TimeoutExpired):
+        except (OSError, subprocess.TimeoutExpired):  # URLError is an OSError
             pass
     end_process_group(server, waits=(10, 5))
     for pid in processes_mentioning(runtime):  # orphaned kernels of this server, if any
