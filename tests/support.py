@@ -1,5 +1,6 @@
-"""What several test files share: CI's stricter rule for a missing tool, and the handling of a
-server the test starts (a free port, a request that waits for it, stopping it with its children).
+"""What several test files share: CI's stricter rule for a missing tool (the browser among
+them), and the handling of a server the test starts (a free port, a request that waits for it,
+stopping it with its children).
 Not a test module: test files import it (`from support import ...`)."""
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's; Playwright's own browser downloads are never used
 
 
 def unavailable(reason: str):
@@ -21,6 +24,16 @@ def unavailable(reason: str):
     if IN_CI:
         pytest.fail(f"{reason} (required in CI)")
     pytest.skip(reason)
+
+
+def need_browser() -> None:
+    """Debian's Chromium and Playwright, which drives it (.ci/run installs the first)."""
+    if not CHROMIUM.exists():
+        unavailable(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        unavailable("playwright is not installed: pip install -r requirements.txt")
 
 
 def free_port() -> int:

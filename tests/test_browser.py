@@ -22,10 +22,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from support import end_process_group, fetch, free_port, unavailable
+from support import CHROMIUM, end_process_group, fetch, free_port, need_browser
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update"]
 NOTEBOOK = "01_backward_vs_autograd_grad.ipynb"
@@ -61,12 +60,7 @@ def lab(tmp_path_factory):
     """A JupyterLab server of this environment on a random port with a random token, serving a
     temporary copy of the course (outputs cleared: every number on the page comes from this run,
     and the repository's notebook is never autosaved). Always stopped, with its kernels."""
-    if not CHROMIUM.exists():
-        unavailable(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        unavailable("playwright is not installed: pip install -r requirements.txt")
+    need_browser()
 
     root = tmp_path_factory.mktemp("lab")
     course = root / "course"

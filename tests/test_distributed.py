@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 
@@ -24,14 +23,9 @@ from maml_helpers.errors import MamlError
 from maml_helpers.maml import meta_gradient, meta_step
 from test_batched import float64_model
 from test_maml import small_tasks
+from support import free_port
 
 STEPS, BATCH = 3, 4
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def before_batchnorm(name: str) -> bool:

@@ -23,10 +23,9 @@ sys.path.insert(0, str(REPO / "tools" / "site"))
 import build_site  # noqa: E402
 from cloud import TAG as CLOUD_TAG, binder_url, colab_url, read_setting  # noqa: E402
 from student_copies import is_solution, notebook_paths  # noqa: E402
-from support import unavailable  # noqa: E402
+from support import CHROMIUM, need_browser, unavailable  # noqa: E402
 
 NOTEBOOKS = notebook_paths(REPO / "notebooks")
-CHROMIUM = Path("/usr/bin/chromium")
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -317,12 +316,8 @@ def test_notebook_page_folds_every_solution_and_leaves_out_the_colab_cell(path, 
 
 def test_a_browser_offline_typesets_the_maths_and_opens_a_solution_on_click(site):
     """Chromium (Debian's, through Playwright) with every request off the disk refused."""
-    if not CHROMIUM.exists():
-        unavailable(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("playwright is not installed: pip install -r requirements.txt")
+    need_browser()
+    from playwright.sync_api import sync_playwright
     path = next(p for p in NOTEBOOKS
                 if any("$" in c.source for c in nbformat.read(p, as_version=4).cells
                        if c.cell_type == "markdown") and solution_cells(nbformat.read(p, as_version=4)))
