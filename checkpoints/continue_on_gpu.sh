@@ -22,19 +22,21 @@ planned() {  # the run's planned total, as its checkpoint records it
 print(load_model(sys.argv[1], training=True)[1]['planned_iterations'])" "$1/checkpoint.pt"
 }
 pids=()
+launch() {  # launch NAME FLAGS...: train into runs/NAME, stopped as by Ctrl-C after BUDGET seconds
+    local name=$1; shift
+    timeout -s INT -k 300 "$budget" $train "$@" --out "runs/$name" > "runs/logs/$name.log" 2>&1 &
+    pids+=($!)
+}
 for dir in checkpoints/in-progress/*/; do
     name=$(basename "$dir")
     [ -e "runs/$name" ] || cp -r "$dir" runs/
-    timeout -s INT -k 300 "$budget" $train --resume --iterations "$(planned "runs/$name")" \
-        --out "runs/$name" > "runs/logs/$name.log" 2>&1 & pids+=($!)
+    launch "$name" --resume --iterations "$(planned "runs/$name")"
 done
 # The paper's settings and constant meta-lr, 5 query drawings per class at 5 shots as its code.
 for run in "20way1shot-so-q1-seed0 --ways 20 --shots 1" "20way5shot-so-q5-seed0 --ways 20 --shots 5 --queries 5"; do
     set -- $run
     name=$1; shift
-    [ -e "runs/$name" ] && continue
-    timeout -s INT -k 300 "$budget" $train "$@" --iterations 60000 --out "runs/$name" \
-        > "runs/logs/$name.log" 2>&1 & pids+=($!)
+    [ -e "runs/$name" ] || launch "$name" "$@" --iterations 60000
 done
 status=0
 for pid in "${pids[@]}"; do
