@@ -33,11 +33,8 @@ for dir in checkpoints/in-progress/*/; do
     launch "$name" --resume --iterations "$(planned "runs/$name")"
 done
 # The paper's settings and constant meta-lr, 5 query drawings per class at 5 shots as its code.
-for run in "20way1shot-so-q1-seed0 --ways 20 --shots 1" "20way5shot-so-q5-seed0 --ways 20 --shots 5 --queries 5"; do
-    set -- $run
-    name=$1; shift
-    [ -e "runs/$name" ] || launch "$name" "$@" --iterations 60000
-done
+[ -e runs/20way1shot-so-q1-seed0 ] || launch 20way1shot-so-q1-seed0 --ways 20 --shots 1 --iterations 60000
+[ -e runs/20way5shot-so-q5-seed0 ] || launch 20way5shot-so-q5-seed0 --ways 20 --shots 5 --queries 5 --iterations 60000
 status=0
 for pid in "${pids[@]}"; do
     code=0; wait "$pid" || code=$?
