@@ -11,8 +11,8 @@ same number. The last line is
 (mean query accuracy after --steps inner steps, and the half-width of its 95% interval).
 
 Protocol: 15 query drawings per class, sent through the network in batches holding as many
-drawings per class as the run saw in meta-training (1 for the paper's settings, like the
-paper's own evaluation). The network's BatchNorm uses the statistics of its batch, so the
+drawings per class as the run saw in meta-training (``--queries``: the paper's code draws K
+query drawings per class for a K-shot task, in training and at test). The network's BatchNorm uses the statistics of its batch, so the
 batch's make-up is part of the test: ``--query-batch 0`` sends all 15 per class at once, a
 batch the model never saw in training, and scores lower (notebook 05 shows by how much).
 """
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     p.add_argument("--queries", type=positive_int, help="query drawings per class (default: 15, or 20 - shots)")
     p.add_argument("--query-batch", type=nonnegative_int, metavar="K",
                    help="send the query set through the network K drawings per class at a time "
-                        "(default: as in the checkpoint's training, 1 for our runs; 0: all at once)")
+                        "(default: as in the checkpoint's training; 0: all at once)")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the test tasks")
     p.add_argument("--data", help="folder with the Omniglot zips")
     p.add_argument("--no-download", action="store_true")
