@@ -12,9 +12,10 @@ same number. The last line is
 
 Protocol: 15 query drawings per class, sent through the network in batches holding as many
 drawings per class as the run saw in meta-training (``--queries``: the paper's code draws K
-query drawings per class for a K-shot task, in training and at test). The network's BatchNorm uses the statistics of its batch, so the
-batch's make-up is part of the test: ``--query-batch 0`` sends all 15 per class at once, a
-batch the model never saw in training, and scores lower (notebook 05 shows by how much).
+query drawings per class for a K-shot task, in training and at test). The network's BatchNorm
+uses the statistics of its batch, so the batch's make-up is part of the test:
+``--query-batch 0`` sends all 15 per class at once, a batch the model never saw in training,
+and scores lower (notebook 05 shows by how much).
 """
 from __future__ import annotations
 
