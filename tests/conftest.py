@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import zipfile
 from pathlib import Path
 
@@ -13,6 +14,9 @@ import torch
 # The tests' tensors are tiny: one thread is faster, and it avoids OpenMP threads spinning
 # against whatever else the machine runs (seen here: 100x slower under load).
 torch.set_num_threads(1)
+
+# The commands in tools/ (lab.py, cloud.py, student_copies.py, ...) are imported by the tests.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+REPO = Path(__file__).resolve().parents[1]  # the repository root
 IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's; Playwright's own browser downloads are never used
 

@@ -18,9 +18,9 @@ from maml_helpers import bench, evaluate, evaluation, omniglot as og, train
 from maml_helpers.checkpoint import load_checkpoint, load_model, save_checkpoint
 from maml_helpers.errors import CheckpointError, DataError, MamlError, TrainingDiverged, run_cli
 from maml_helpers.files import atomic_write, remove_stale_parts
+from support import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
-MODEL = ROOT / "checkpoints" / "5way1shot-so-seed0" / "model.pt"
+MODEL = REPO / "checkpoints" / "5way1shot-so-seed0" / "model.pt"
 SMALL = ["--meta-batch", "2", "--val-every", "2", "--val-tasks", "4", "--hidden", "8", "--no-progress",
          "--no-download"]
 
@@ -175,7 +175,7 @@ def test_resume_from_a_model_file_or_a_broken_optimizer_is_refused(tmp_path, cap
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "is a model file (like model.pt), not a training state" in err
     assert "lacks 'optimizer'" in err and "Omniglot not found" not in err and snapshot(tmp_path) == before
-    state = load_checkpoint(ROOT / "checkpoints" / "5way1shot-so-seed0" / "checkpoint.pt")
+    state = load_checkpoint(REPO / "checkpoints" / "5way1shot-so-seed0" / "checkpoint.pt")
     state["optimizer"]["state"][0]["exp_avg"] = torch.zeros(3)
     save_checkpoint(out / "checkpoint.pt", {k: v for k, v in state.items() if k != "format"})
     with pytest.raises(CheckpointError, match="optimizer state does not fit the model"):

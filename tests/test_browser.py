@@ -22,9 +22,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from support import CHROMIUM, end_process_group, fetch, free_port, need_browser
+from support import CHROMIUM, REPO, end_process_group, fetch, free_port, need_browser
 
-REPO = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update"]
 NOTEBOOK = "01_backward_vs_autograd_grad.ipynb"

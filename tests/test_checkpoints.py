@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 import torch
 
 from maml_helpers.checkpoint import load_model
 from maml_helpers.evaluation import checkpoint_task_accuracies, correct_answers, mean_and_ci95
+from support import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTS = sorted((REPO / "checkpoints").glob("*/evaluation.json"))
 PROTOCOL = ("eval_steps", "eval_queries", "eval_query_batch", "ways", "shots", "first_order", "inner_lr")
 FLIPS = 0.001  # of the sample's query answers

@@ -6,17 +6,14 @@ import json
 import os
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools"))
-
-import student_copies  # noqa: E402
-from student_copies import STUB_SOURCE, is_solution, is_stub, notebook_paths  # noqa: E402
+import student_copies
+from student_copies import STUB_SOURCE, is_solution, is_stub, notebook_paths
+from support import REPO
 
 NOTEBOOKS = notebook_paths(REPO / "notebooks")
 # Student copies that are executed top to bottom: the notebooks that run in seconds.

@@ -15,13 +15,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools"))
-
-import cloud  # noqa: E402
-from maml_helpers import colab  # noqa: E402
-from student_copies import notebook_paths  # noqa: E402
-from support import unavailable  # noqa: E402
+import cloud
+from maml_helpers import colab
+from student_copies import notebook_paths
+from support import REPO, unavailable
 
 NOTEBOOKS = notebook_paths(REPO / "notebooks")
 PUBLISHED = "https://github.com/alice/maml-course"

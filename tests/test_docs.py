@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools"))
-
-import cloud  # noqa: E402
-from student_copies import notebook_paths  # noqa: E402
+import cloud
+from student_copies import notebook_paths
+from support import REPO
 
 README_MAX_WORDS = 1500
 HISTORY_FILE = "CHANGELOG.md"

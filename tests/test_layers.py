@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = ROOT / "maml_helpers"
+from support import REPO
+
+PACKAGE = REPO / "maml_helpers"
 
 # Bottom to top. A new module must be placed here (the test says so), which is the point.
 LAYERS = {
@@ -96,7 +97,7 @@ def notebook_code(path: Path) -> str:
     return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
 
 
-@pytest.mark.parametrize("notebook", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("notebook", sorted((REPO / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
 def test_notebooks_do_not_import_from_commands(notebook):
     code = "\n".join(line for line in notebook_code(notebook).splitlines()
                      if not line.lstrip().startswith(("!", "%")))  # shell lines run the commands: fine
@@ -105,7 +106,7 @@ def test_notebooks_do_not_import_from_commands(notebook):
 
 
 def test_contributing_lists_the_same_layers():
-    text = (ROOT / "CONTRIBUTING.md").read_text()
+    text = (REPO / "CONTRIBUTING.md").read_text()
     section = text[text.index("## Layers"):]
     for name, modules in LAYERS.items():
         line = next((l for l in section.splitlines() if l.startswith(f"| {name} |")), None)

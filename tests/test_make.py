@@ -12,10 +12,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools"))
-import lab  # noqa: E402  (tools/lab.py: the command behind `make lab`)
-from support import end_process_group, fetch, free_port, unavailable  # noqa: E402
+import lab  # tools/lab.py: the command behind `make lab`
+from support import REPO, end_process_group, fetch, free_port, unavailable
 
 MAKE = shutil.which("make")
 IN_COURSE_VENV = Path(sys.prefix).resolve() == (REPO / ".venv").resolve()

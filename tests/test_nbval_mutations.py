@@ -9,7 +9,8 @@ from pathlib import Path
 
 import nbformat
 
-REPO = Path(__file__).resolve().parents[1]
+from support import REPO
+
 NBVAL = ["--nbval", "--nbval-current-env", "--nbval-sanitize-with", str(REPO / "tests" / "sanitize.cfg"),
          "-p", "no:cacheprovider", "-q", "-rf"]
 

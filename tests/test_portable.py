@@ -2,12 +2,7 @@
 and the caller's own numerical settings never leak into them."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools"))
-import portable  # noqa: E402
+import portable
 
 
 def test_a_replay_changes_what_this_machine_computes(capsys):

@@ -16,14 +16,12 @@ from urllib.parse import unquote, urlsplit
 import nbformat
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools"))
-sys.path.insert(0, str(REPO / "tools" / "site"))
+from cloud import TAG as CLOUD_TAG, binder_url, colab_url, read_setting
+from student_copies import is_solution, notebook_paths
+from support import CHROMIUM, REPO, need_browser, unavailable
 
-import build_site  # noqa: E402
-from cloud import TAG as CLOUD_TAG, binder_url, colab_url, read_setting  # noqa: E402
-from student_copies import is_solution, notebook_paths  # noqa: E402
-from support import CHROMIUM, need_browser, unavailable  # noqa: E402
+sys.path.insert(0, str(REPO / "tools" / "site"))
+import build_site  # noqa: E402  (tools/site/build_site.py)
 
 NOTEBOOKS = notebook_paths(REPO / "notebooks")
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

@@ -4,8 +4,6 @@ values and hand formulas. No browser and no kernel needed; tests/test_browser.py
 slider in JupyterLab itself."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import nbformat
 import numpy as np
 import pytest
@@ -17,8 +15,8 @@ from maml_helpers.maml import adapt, forward_in_batches, params_of
 from maml_helpers.model import ConvNet
 from maml_helpers.sinusoid import X_RANGE, SineMLP, sample_sine_tasks
 from maml_helpers.tasks import TaskSampler
+from support import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 # plot_task hands torch tensors to matplotlib's imshow, which asks them for a numpy copy the old way
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 PNG = b"\x89PNG\r\n\x1a\n"
