@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from support import REPO
+
 # The tests' tensors are tiny: one thread is faster, and it avoids OpenMP threads spinning
 # against whatever else the machine runs (seen here: 100x slower under load).
 torch.set_num_threads(1)
 
 # The commands in tools/ (lab.py, cloud.py, student_copies.py, ...) are imported by the tests.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+sys.path.insert(0, str(REPO / "tools"))
 
 
 @pytest.fixture(scope="session")
