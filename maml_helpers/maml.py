@@ -55,10 +55,24 @@ def forward(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Tensor:
     return functional_call(model, params, (x,))
 
 
+def balanced_batches(labels: torch.Tensor, per_class: int) -> list[torch.Tensor]:
+    """Indices of ``labels`` in batches of ``per_class`` drawings of every class, in order: the
+    first ``per_class`` drawings of each class, then the next, and so on."""
+    if per_class < 1:
+        raise ValueError(f"query batches need at least 1 drawing per class, got {per_class}; "
+                         "per_class=None sends all drawings through in one batch")
+    counts = torch.bincount(labels)
+    if counts.min() != counts.max() or counts[0] % per_class:
+        raise ValueError(f"query batches of {per_class} per class need the same number of query "
+                         f"drawings in every class, a multiple of {per_class}; got {counts.tolist()}")
+    by_class = torch.argsort(labels, stable=True).view(len(counts), -1)  # row c: class c's images
+    return [by_class[:, i:i + per_class].reshape(-1) for i in range(0, by_class.shape[1], per_class)]
+
+
 def forward_in_batches(model: nn.Module, params: Params, x: torch.Tensor, labels: torch.Tensor,
                        per_class: int | None) -> torch.Tensor:
     """Logits of the images x, sent through the network in batches of ``per_class`` drawings of
-    every class (``None``: all at once).
+    every class (``balanced_batches``; ``None``: all at once).
 
     BatchNorm here normalises with the statistics of the batch it is given (as in the paper), so
     an image's logits depend on the other images in its batch. Meta-training shows the network
@@ -68,15 +82,7 @@ def forward_in_batches(model: nn.Module, params: Params, x: torch.Tensor, labels
     """
     if per_class is None:
         return forward(model, params, x)
-    if per_class < 1:
-        raise ValueError(f"query batches need at least 1 drawing per class, got {per_class}; "
-                         "per_class=None sends all drawings through in one batch")
-    counts = torch.bincount(labels)
-    if counts.min() != counts.max() or counts[0] % per_class:
-        raise ValueError(f"query batches of {per_class} per class need the same number of query "
-                         f"drawings in every class, a multiple of {per_class}; got {counts.tolist()}")
-    by_class = torch.argsort(labels, stable=True).view(len(counts), -1)  # row c: class c's images
-    batches = [by_class[:, i:i + per_class].reshape(-1) for i in range(0, by_class.shape[1], per_class)]
+    batches = balanced_batches(labels, per_class)
     logits = [forward(model, params, x[b]) for b in batches]
     out = logits[0].new_empty(len(x), logits[0].shape[1])
     out[torch.cat(batches)] = torch.cat(logits)

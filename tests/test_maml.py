@@ -17,8 +17,8 @@ from torch import nn
 
 from maml_helpers import finite_difference_grad
 from maml_helpers.evaluation import mean_and_ci95, meta_test_accuracy, task_accuracies
-from maml_helpers.maml import (adapt, forward, forward_in_batches, meta_gradient, meta_step, params_of,
-                               query_accuracies)
+from maml_helpers.maml import (adapt, balanced_batches, forward, forward_in_batches, meta_gradient, meta_step,
+                               params_of, query_accuracies)
 from maml_helpers.model import ConvNet
 from maml_helpers.tasks import TaskBatch, TaskSampler
 
@@ -153,6 +153,14 @@ def test_evaluation_accuracy_and_interval():
     assert torch.equal(task_accuracies(model, sampler, 0.4, 2, tasks=14, batch_size=7), accs[:14])
     curve = query_accuracies(model, sampler.sample(3, seed=0), 0.4, 4)
     assert curve.shape == (3, 5)
+
+
+def test_balanced_batches_take_the_next_drawings_of_every_class_in_turn():
+    labels = torch.tensor([0, 1, 2, 2, 0, 1, 1, 2, 0])  # class 0 at 0, 4, 8; 1 at 1, 5, 6; 2 at 2, 3, 7
+    assert [b.tolist() for b in balanced_batches(labels, 1)] == [[0, 1, 2], [4, 5, 3], [8, 6, 7]]
+    assert [b.tolist() for b in balanced_batches(labels, 3)] == [[0, 4, 8, 1, 5, 6, 2, 3, 7]]
+    with pytest.raises(ValueError, match=r"query batches of 2 per class .* a multiple of 2; got \[3, 3, 3\]"):
+        balanced_batches(labels, 2)
 
 
 def test_query_batches_hold_k_drawings_of_every_class_and_batchnorm_sees_only_them():
