@@ -127,7 +127,7 @@ MONTH = (r"(?:January|February|March|April|May|June|July|August|September|Octobe
          r"|December)")
 HISTORY = [
     (re.compile(r"\bissues?\b", re.I), "a tracker reference"),
-    (re.compile(r"\bsessions?\b", re.I), "a work session"),
+    (re.compile(r"\b(?:sessions?|sittings?)\b", re.I), "a work session"),
     (re.compile(rf"\b\d{{1,2}}\s+{MONTH}\s+\d{{4}}\b|\b{MONTH}\s+\d{{1,2}},?\s+\d{{4}}\b"), "a date"),
     (re.compile(rf"\b(?:until|since|as of|before|after)\s+(?:\d{{1,2}}\s+)?{MONTH}\b", re.I), "a date"),
     (re.compile(r"\b20\d\d-[01]\d-[0-3]\d\b"), "a date"),
@@ -254,10 +254,10 @@ def test_the_checker_catches_what_it_should(tmp_path):
                    "[x](http://localhost:8888)", "[x](ftp://example.org/f)", "[![b](images/a.png)](gone.md)"]:
         problems = link_problems(doc, good + broken + "\n", root)
         assert len(problems) == 1, (broken, problems)
-    for bad in ["See issue 12.", "in the GPU session", "Until 3 December 2026 the run", "on 2026-11-26",
-                "until March", "with the previous engine"]:
+    for bad in ["See issue 12.", "in the GPU session", "longer than one sitting", "Until 3 December 2026 the run",
+                "on 2026-11-26", "until March", "with the previous engine"]:
         assert history_problems(doc, f"Fine text.\n{bad}\n"), bad
-    assert history_problems(doc, "Tissues and obsessions; sessionless.\n") == []
+    assert history_problems(doc, "Tissues and obsessions; sessionless; babysitting.\n") == []
     assert (github_slug("5way1shot-so-seed0: 5-way 1-shot, second order")
             == "5way1shot-so-seed0-5-way-1-shot-second-order")
     assert anchors("# A\n## A\n") == {"a", "a-1"}
