@@ -60,7 +60,8 @@ def balanced_batches(labels: torch.Tensor, per_class: int) -> list[torch.Tensor]
     first ``per_class`` drawings of each class, then the next, and so on."""
     if per_class < 1:
         raise ValueError(f"query batches need at least 1 drawing per class, got {per_class}; "
-                         "per_class=None sends all drawings through in one batch")
+                         "forward_in_batches(..., per_class=None) sends all drawings through "
+                         "in one batch")
     counts = torch.bincount(labels)
     if counts.min() != counts.max() or counts[0] % per_class:
         raise ValueError(f"query batches of {per_class} per class need the same number of query "

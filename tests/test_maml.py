@@ -181,5 +181,6 @@ def test_query_batches_hold_k_drawings_of_every_class_and_batchnorm_sees_only_th
     for bad_y, k in [(y, 3), (torch.tensor([0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2]), 1)]:
         with pytest.raises(ValueError, match="query batches of"):
             forward_in_batches(model, params, x, bad_y, k)
-    with pytest.raises(ValueError, match="at least 1 drawing per class, got 0; per_class=None sends all"):
+    with pytest.raises(ValueError, match=r"at least 1 drawing per class, got 0; "
+                       r"forward_in_batches\(\.\.\., per_class=None\) sends all"):
         forward_in_batches(model, params, x, y, 0)
