@@ -15,7 +15,7 @@ The first tasks are the same tasks in a shorter run (``evaluation.task_accuracie
 sample checks the same model on the same tasks as all 600 do, in a sixth of the time (all 600
 tasks of a 20-way checkpoint take about 4 minutes on 2 cores). MAML_CHECKPOINT_TASKS=600
 re-evaluates every task: do that before committing a checkpoint. Notebook 05 shows a live
-100-task sample of the same figures.
+50-task sample of the same figures.
 """
 from __future__ import annotations
 

@@ -202,7 +202,8 @@ def test_readme_example_output_is_a_committed_checkpoints_evaluation():
     assert re.search(rf"setting: {result['ways']}-way {result['shots']}-shot, {result['arch']} net, ", text)
 
 
-NUMBER_WORDS = dict(enumerate("no one two three four five six seven eight nine ten eleven twelve".split()))
+NUMBER_WORDS = dict(enumerate(("no one two three four five six seven eight nine ten eleven twelve thirteen "
+                                "fourteen fifteen sixteen seventeen eighteen nineteen twenty").split()))
 
 
 def test_checkpoint_figures_are_the_committed_evaluations():
