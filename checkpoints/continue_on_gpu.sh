@@ -27,6 +27,7 @@ launch() {  # launch NAME FLAGS...: train into runs/NAME, stopped as by Ctrl-C a
     timeout -s INT -k 300 "$budget" $train "$@" --out "runs/$name" > "runs/logs/$name.log" 2>&1 &
     pids+=($!)
 }
+shopt -s nullglob  # no run in progress: the loop below is skipped, not given a literal "*/"
 for dir in checkpoints/in-progress/*/; do
     name=$(basename "$dir")
     [ -e "runs/$name" ] || cp -r "$dir" runs/
