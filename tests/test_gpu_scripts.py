@@ -7,8 +7,6 @@ import os
 import shutil
 import subprocess
 
-import pytest
-
 from support import REPO
 
 STUB = """#!/usr/bin/env bash
@@ -46,8 +44,8 @@ def test_with_no_run_in_progress_it_starts_the_paper_s_20_way_runs(tmp_path):
     assert outs(lines) == ["runs/20way1shot-so-q1-seed0", "runs/20way5shot-so-q5-seed0"]
 
 
-@pytest.mark.parametrize("name", ["5way5shot-so-q5-24k-seed0"])
-def test_a_run_in_progress_is_copied_and_resumed_to_its_planned_total(tmp_path, name):
+def test_a_run_in_progress_is_copied_and_resumed_to_its_planned_total(tmp_path):
+    name = "5way5shot-so-q5-24k-seed0"
     lines = launch(tmp_path, [name])
     assert outs(lines) == sorted([f"runs/{name}", "runs/20way1shot-so-q1-seed0", "runs/20way5shot-so-q5-seed0"])
     resumed = next(line for line in lines if f"--out runs/{name}" in line)
