@@ -5,7 +5,8 @@ Writes into --out (default runs/<ways>way<shots>shot-<order>-seed<seed>/):
                  on Ctrl-C (which finishes the current meta-step first; press twice to abort);
                  --resume continues from it bit for bit (tasks of iteration i come from seed
                  (seed, i), so nothing random needs restoring)
-  model.pt       the weights with the best validation accuracy, with their setting
+  model.pt       the weights with the best validation accuracy (the most right query answers; a
+                 tie keeps the earlier weights), with their setting
   curve.csv / curve.png   the learning curve
 All files are written atomically.
 
@@ -35,7 +36,7 @@ from .checkpoint import load_checkpoint, load_model, nonfinite_tensors, save_che
 from .cli import add_machine_flags, use_machine_flags
 from .distributed import any_process, averaged, check_divisible, init_from_env, min_across_processes, shard
 from .errors import CheckpointError, MamlError, TrainingDiverged, run_cli
-from .evaluation import eval_queries, meta_test_accuracy, run_split
+from .evaluation import correct_answers, eval_queries, mean_and_ci95, run_split, task_accuracies
 from .files import atomic_write, remove_stale_parts
 from .maml import META_LR, MetaGradient, meta_gradient, meta_step, paper_defaults
 from .model import ARCHITECTURES
@@ -361,11 +362,23 @@ def take_meta_step(model, optimizer, tasks, config: dict, it: int, engine: MetaG
     return loss, acc
 
 
-def validate(model, sampler: TaskSampler, config: dict, args, device, bar: "TrainingBar") -> tuple[float, float]:
-    """Meta-test accuracy on the validation characters (the same tasks every time)."""
-    return meta_test_accuracy(model, sampler, config["inner_lr"], config["test_steps"], tasks=args.val_tasks,
-                              seed=config["seed"] + 1, device=device, query_batch=config["queries"],
-                              progress=lambda n: bar.validating(n, args.val_tasks))
+def validate(model, sampler: TaskSampler, config: dict, args, device,
+             bar: "TrainingBar") -> tuple[int, int, float]:
+    """Right query answers on the validation characters (the same tasks every time), out of how
+    many, and the 95% half-width of the accuracy."""
+    accs = task_accuracies(model, sampler, config["inner_lr"], config["test_steps"], tasks=args.val_tasks,
+                           seed=config["seed"] + 1, device=device, query_batch=config["queries"],
+                           progress=lambda n: bar.validating(n, args.val_tasks))
+    per_task = sampler.ways * sampler.queries
+    right = int(correct_answers(accs, per_task).sum())
+    return right, len(accs) * per_task, mean_and_ci95(accs)[1]
+
+
+def is_new_best(right: int, answers: int, best: dict) -> bool:
+    """More right answers than the best validation so far. Counts, not float means: two
+    validations with as many right answers tie, whatever rounding their means carry. A best
+    saved without its count (older checkpoints) gets it back from its mean."""
+    return right > best.get("val_right", round(best["val_acc"] * answers))
 
 
 class TrainingBar:
@@ -434,10 +447,11 @@ def train(args: argparse.Namespace, argv) -> int:
             planned = budget.after_step(it, config, device)
             total = bar.replan(*planned) if planned else total
             if val_sampler is not None and rank == 0 and (it % args.val_every == 0 or it == total):
-                val_acc, ci = validate(model, val_sampler, config, args, device, bar)
+                right, answers, ci = validate(model, val_sampler, config, args, device, bar)
+                val_acc = right / answers
                 row.update(val_acc=round(val_acc, 5), val_ci95=round(ci, 5))
-                if val_acc > progress["best"]["val_acc"]:
-                    progress["best"] = {"val_acc": val_acc, "val_ci95": ci, "iteration": it}
+                if is_new_best(right, answers, progress["best"]):
+                    progress["best"] = {"val_acc": val_acc, "val_ci95": ci, "iteration": it, "val_right": right}
                     writer.model(model, progress["best"])
             progress["curve"].append(row)
             progress.update(iteration=it, elapsed_s=elapsed + time.time() - t0)

@@ -43,6 +43,20 @@ def test_train_writes_checkpoint_model_and_curve(trained):
     assert rows[0].startswith("iteration,") and len(rows) == 5
 
 
+def test_best_model_is_chosen_on_right_answers_not_on_float_noise(trained):
+    # A validation that ties the best in right answers (14,962 of 15,000) but whose float mean
+    # came out 6e-10 higher, as one did in a long run: the earlier weights stay the model.
+    best = {"val_acc": 14962 / 15000 + 6e-10, "iteration": 18000}  # saved without its count
+    assert not train_cmd.is_new_best(14962, 15000, best)
+    assert train_cmd.is_new_best(14963, 15000, best)
+    assert not train_cmd.is_new_best(14962, 15000, {**best, "val_right": 14962})
+    state = load_checkpoint(trained / "checkpoint.pt")
+    best, validations = state["best"], [r for r in state["curve"] if r["val_acc"] is not None]
+    assert best["val_acc"] == best["val_right"] / (4 * 5 * 15)  # 4 tasks, 5 ways, 15 queries per class
+    top = max(r["val_acc"] for r in validations)
+    assert best["iteration"] == next(r["iteration"] for r in validations if r["val_acc"] == top)  # ties: the first
+
+
 def test_resume_continues_bit_for_bit(trained, omniglot_dir, tmp_path):
     out = tmp_path / "b"
     args = ["--out", str(out), "--data", str(omniglot_dir), *SMALL]
