@@ -2,8 +2,9 @@
 
 ``meta_test_accuracy`` is the paper's figure (mean query accuracy over seeded tasks, with a 95%
 interval; ``task_accuracies`` gives the per-task values behind it); ``evaluate_checkpoint``
-applies it to a saved run on the characters that run held out. Training validates with the
-same function, and the ``evaluate`` command prints its result.
+applies it to a saved run on the characters that run held out. Training validates on the same
+``task_accuracies`` and counts right answers (``correct_answers``), as ``evaluation_record``
+does; the ``evaluate`` command prints the figure.
 """
 from __future__ import annotations
 
